@@ -1,0 +1,100 @@
+# Postern top-level build.  Sources are found, not listed: lib/**.cc becomes
+# libpostern.a, every program folder's *.cc becomes one program, and
+# t/unit/*_test.cc becomes one Catch2 test binary.  Adding a file needs no edit here.
+
+CXX      ?= g++
+PREFIX   ?= /usr
+DESTDIR  ?=
+SANITIZE ?=
+
+# A sanitizer build lives in its own folder so objects are never mixed.
+ifeq ($(SANITIZE),)
+BUILD    ?= build
+else
+BUILD    ?= build-sanitize
+SAN_FLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+endif
+
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+            -Ilib $(shell pkg-config --cflags libmariadb 2>/dev/null) $(SAN_FLAGS)
+CPPFLAGS += -MMD -MP
+LDFLAGS  += $(SAN_FLAGS)
+LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \
+            -lssl -lcrypto -lcrypt
+
+# Programs: one folder each, with its main.cc.
+PROGRAMS := postconf postmap postalias
+# Programs installed under another name: link name -> program.
+ALIASES  := newaliases:postalias
+
+LIB_SRCS  := $(wildcard lib/*/*.cc)
+LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/%.o)
+LIB_A     := $(BUILD)/libpostern.a
+TEST_SRCS := $(wildcard t/unit/*.cc)
+TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
+TEST_BIN  := $(BUILD)/t/unit-tests
+BINS      := $(PROGRAMS:%=$(BUILD)/bin/%)
+
+.PHONY: all deps check unit integration run install uninstall clean
+all: $(BINS) $(BUILD)/bin/newaliases $(TEST_BIN)
+
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+define program_rule
+$(BUILD)/bin/$(1): $(patsubst %.cc,$(BUILD)/%.o,$(wildcard $(1)/*.cc)) $(LIB_A)
+	@mkdir -p $$(@D)
+	$$(CXX) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
+
+$(BUILD)/bin/newaliases: $(BUILD)/bin/postalias
+	ln -sf postalias $@
+
+$(TEST_BIN): $(TEST_OBJS) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@tools/install-deps
+
+# The whole suite: packages, build, unit tests, integration tests, one summary line.
+check: deps
+	$(MAKE) all
+	BUILD=$(BUILD) tools/run-tests
+
+unit: all
+	BUILD=$(BUILD) tools/run-tests unit
+
+integration: all
+	BUILD=$(BUILD) tools/run-tests integration
+
+# Validates and prints the embedded default configuration (master comes later).
+run: all
+	BUILD=$(BUILD) tools/run-instance
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/postern \
+	           $(DESTDIR)/etc/postern $(DESTDIR)$(PREFIX)/share/doc/postern
+	for p in $(PROGRAMS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	ln -sf postalias $(DESTDIR)$(PREFIX)/sbin/newaliases
+	for f in conf/*; do \
+	  [ -e $(DESTDIR)/etc/postern/$$(basename $$f) ] || install -m 644 $$f $(DESTDIR)/etc/postern/; \
+	done
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/postern/
+	$(BUILD)/bin/postconf -d > $(DESTDIR)$(PREFIX)/share/doc/postern/postconf.defaults
+
+uninstall:
+	for p in $(PROGRAMS) newaliases; do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/postern
+
+clean:
+	rm -rf build build-sanitize
+
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(wildcard $(BUILD)/*/*.d)

@@ -1,0 +1,204 @@
+// Every configuration parameter Postern knows, with Postfix's names and, where
+// Postfix has one, Postfix's default. Daemons read only parameters listed here.
+#include "mail/params.h"
+
+#include "mail/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace postern {
+namespace {
+
+constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
+using T = ParamType;
+
+std::string host_name(const Config&) {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  std::string name(buf);
+  // A bare host name gets ".localdomain", as Postfix does, so mydomain is never empty.
+  if (name.find('.') == std::string::npos) name += ".localdomain";
+  return name;
+}
+
+// mydomain follows the configured myhostname, as in Postfix.
+std::string domain_name(const Config& config) {
+  std::string host = config.str("myhostname");
+  size_t dot = host.find('.');
+  return dot == std::string::npos ? "localdomain" : host.substr(dot + 1);
+}
+
+// Sorted by name so lookups can bisect; a unit test keeps it sorted and documented.
+constexpr ParamSpec kParams[] = {
+    {"alias_database", T::kString, "hash:/etc/aliases",
+     "The alias tables that newaliases (postalias) rebuilds."},
+    {"alias_maps", T::kString, "hash:/etc/aliases",
+     "The alias tables local delivery consults, searched in order."},
+    {"bounce_notice_recipient", T::kString, "postmaster",
+     "Who receives notices of mail that bounced (when notify_classes includes bounce)."},
+    {"bounce_queue_lifetime", T::kTime, "5d",
+     "How long a bounce message may stay queued before it is given up.", 0, kNoMax, 'd'},
+    {"command_directory", T::kString, "/usr/sbin", "Where the administrative commands live."},
+    {"command_time_limit", T::kTime, "1000s",
+     "How long a delivery to a command may run before it is killed.", 1},
+    {"config_directory", T::kString, "/etc/postern",
+     "Where main.cf and master.cf live (set by -c or POSTERN_CONFIG_DIR)."},
+    {"daemon_directory", T::kString, "/usr/lib/postern", "Where the daemon programs live."},
+    {"daemon_timeout", T::kTime, "18000s",
+     "How long a daemon may handle one request before it is stopped.", 1},
+    {"data_directory", T::kString, "/var/lib/postern",
+     "Where daemons keep writable data (TLS session caches, locks)."},
+    {"default_database_type", T::kString, "hash",
+     "The table type postmap and postalias build when none is given.", 0, kNoMax, 's',
+     "hash|btree"},
+    {"default_destination_concurrency_limit", T::kInt, "20",
+     "The most deliveries at once to one destination.", 1, 10000},
+    {"default_destination_recipient_limit", T::kInt, "50",
+     "The most recipients in one delivery request.", 1, 100000},
+    {"default_privs", T::kString, "nobody",
+     "The account that delivery to commands and files runs as when no owner applies."},
+    {"default_process_limit", T::kInt, "100",
+     "The most processes of one service, where master.cf says '-'.", 1, 100000},
+    {"default_transport", T::kString, "smtp",
+     "The transport for domains that are not local, virtual or relayed."},
+    {"delay_warning_time", T::kTime, "0h",
+     "After how long the sender is told that mail is delayed (0 sends no warning).", 0, kNoMax,
+     'h'},
+    {"disable_vrfy_command", T::kBool, "yes", "Refuse the SMTP VRFY command."},
+    {"double_bounce_sender", T::kString, "double-bounce",
+     "The sender of bounces of bounces; mail to it is discarded so bounces never loop."},
+    {"empty_address_recipient", T::kString, "MAILER-DAEMON",
+     "Where mail addressed to the null sender goes."},
+    {"header_size_limit", T::kSize, "102400",
+     "The most bytes of one message header (all its lines).", 1024},
+    {"home_mailbox", T::kString, "",
+     "A mailbox under each user's home; ending in '/' means Maildir. Empty means mbox in "
+     "mail_spool_directory."},
+    {"inet_interfaces", T::kString, "all", "The addresses the SMTP server listens on."},
+    {"inet_protocols", T::kString, "all", "The IP versions used: ipv4, ipv6 or all.", 0, kNoMax,
+     's', "all|ipv4|ipv6|ipv4, ipv6|ipv6, ipv4"},
+    {"ipc_timeout", T::kTime, "3600s",
+     "How long a daemon waits for another over a local socket.", 1},
+    {"line_length_limit", T::kInt, "2048",
+     "Lines longer than this are broken into pieces of this size.", 1024, 1 << 24},
+    {"local_transport", T::kString, "local:$myhostname",
+     "The transport for domains in mydestination."},
+    {"mail_name", T::kString, "Postern", "The name of the mail system in greetings and headers."},
+    {"mail_owner", T::kString, "postern",
+     "The unprivileged account that owns the queue and runs the daemons."},
+    {"mail_spool_directory", T::kString, "/var/mail", "Where mbox mailboxes live."},
+    {"mail_version", T::kString, "0.1", "The version of Postern."},
+    {"mailbox_command", T::kString, "",
+     "A command that delivers to a local user's mailbox instead of Postern."},
+    {"mailbox_size_limit", T::kSize, "51200000",
+     "The most bytes of one local mailbox or Maildir file (0 means no limit)."},
+    {"maillog_file", T::kString, "",
+     "Log to this file instead of syslog; /dev/stderr logs to the terminal."},
+    {"max_idle", T::kTime, "100s", "How long an idle daemon waits for work before it exits.", 1},
+    {"max_use", T::kInt, "100", "How many clients a daemon serves before it exits.", 1},
+    {"maximal_backoff_time", T::kTime, "4000s",
+     "The longest a deferred message waits before it is tried again.", 1},
+    {"maximal_queue_lifetime", T::kTime, "5d",
+     "How long a message may stay queued before it is returned as undeliverable.", 0, kNoMax,
+     'd'},
+    {"message_size_limit", T::kSize, "10240000",
+     "The most bytes of one message, envelope included (0 means no limit)."},
+    {"minimal_backoff_time", T::kTime, "300s",
+     "The shortest a deferred message waits before it is tried again.", 1},
+    {"mydestination", T::kString, "$myhostname, localhost.$mydomain, localhost",
+     "The domains delivered on this machine by the local transport."},
+    {"mydomain", T::kString, "", "This machine's domain (from myhostname by default).", 0, kNoMax,
+     's', {}, domain_name},
+    {"myhostname", T::kString, "", "This machine's fully qualified name.", 0, kNoMax, 's', {},
+     host_name},
+    {"mynetworks", T::kString, "127.0.0.0/8 [::1]/128",
+     "Clients trusted to relay through this server."},
+    {"myorigin", T::kString, "$myhostname",
+     "The domain given to addresses without one in locally posted mail."},
+    {"notify_classes", T::kString, "resource, software",
+     "Which problems are reported to the postmaster."},
+    {"queue_directory", T::kString, "/var/spool/postern", "The spool: where the queues live."},
+    {"queue_run_delay", T::kTime, "300s", "How often the deferred queue is scanned.", 1},
+    {"recipient_delimiter", T::kString, "",
+     "Characters that separate a user name from an address extension (user+ext)."},
+    {"relay_domains", T::kString, "",
+     "Domains this server relays mail to from anyone (it is their backup MX or gateway)."},
+    {"relay_transport", T::kString, "relay", "The transport for relay_domains."},
+    {"relayhost", T::kString, "",
+     "Send all non-local mail to this host: [host]:port without MX lookup, host with."},
+    {"setgid_group", T::kString, "postdrop",
+     "The group that owns the mail drop directory and the set-gid submission helper."},
+    {"smtpd_banner", T::kString, "$myhostname ESMTP $mail_name",
+     "The text after 220 in the SMTP greeting."},
+    {"smtpd_client_restrictions", T::kString, "", "Restrictions applied when a client connects."},
+    {"smtpd_error_sleep_time", T::kTime, "1s",
+     "How long the SMTP server waits before a reply once a client's errors pass the soft limit."},
+    {"smtpd_forbid_bare_newline", T::kString, "normalize",
+     "What to do with a bare LF in SMTP input: normalize, yes (reject), no.", 0, kNoMax, 's',
+     "normalize|yes|no|reject"},
+    {"smtpd_hard_error_limit", T::kInt, "20",
+     "After this many errors the SMTP server hangs up.", 1, 10000},
+    {"smtpd_helo_required", T::kBool, "no", "Require HELO or EHLO before MAIL."},
+    {"smtpd_helo_restrictions", T::kString, "", "Restrictions applied to HELO/EHLO."},
+    {"smtpd_recipient_limit", T::kInt, "1000", "The most recipients of one message.", 1, 1000000},
+    {"smtpd_recipient_restrictions", T::kString, "", "Restrictions applied to RCPT TO."},
+    {"smtpd_relay_restrictions", T::kString,
+     "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+     "Relay control, applied to RCPT TO before smtpd_recipient_restrictions."},
+    {"smtpd_sasl_auth_enable", T::kBool, "no", "Offer SMTP AUTH."},
+    {"smtpd_sender_login_maps", T::kString, "",
+     "Which login owns which sender address, for reject_authenticated_sender_login_mismatch."},
+    {"smtpd_sender_restrictions", T::kString, "", "Restrictions applied to MAIL FROM."},
+    {"smtpd_soft_error_limit", T::kInt, "10",
+     "After this many errors the SMTP server slows its replies.", 1, 10000},
+    {"smtpd_timeout", T::kTime, "300s", "How long the SMTP server waits for a client.", 1},
+    {"smtpd_tls_auth_only", T::kBool, "yes", "Offer AUTH only inside TLS."},
+    {"smtpd_tls_cert_file", T::kString, "", "The SMTP server's certificate (PEM)."},
+    {"smtpd_tls_key_file", T::kString, "$smtpd_tls_cert_file",
+     "The SMTP server's private key (PEM)."},
+    {"smtpd_tls_protocols", T::kString, ">=TLSv1.2", "The TLS versions the SMTP server accepts."},
+    {"smtpd_tls_security_level", T::kString, "",
+     "TLS in the SMTP server: none, may (offer STARTTLS) or encrypt (require it).", 0, kNoMax, 's',
+     "|none|may|encrypt"},
+    {"smtpd_tls_wrappermode", T::kBool, "no", "Speak TLS at once (port 465) instead of STARTTLS."},
+    {"smtputf8_enable", T::kBool, "yes", "Offer and accept SMTPUTF8."},
+    {"syslog_name", T::kString, "postern", "The name before the service in log lines."},
+    {"transport_maps", T::kString, "", "Tables that map a domain or address to transport:nexthop."},
+    {"virtual_alias_domains", T::kString, "$virtual_alias_maps",
+     "Domains whose every address is an alias in virtual_alias_maps."},
+    {"virtual_alias_maps", T::kString, "",
+     "Tables that map addresses to other addresses, for every domain."},
+    {"virtual_gid_maps", T::kString, "", "The group a virtual mailbox is written as."},
+    {"virtual_mailbox_base", T::kString, "",
+     "The directory that virtual_mailbox_maps paths are relative to."},
+    {"virtual_mailbox_domains", T::kString, "$virtual_mailbox_maps",
+     "Domains whose users have mailboxes here but no system account."},
+    {"virtual_mailbox_maps", T::kString, "",
+     "Tables that map virtual addresses to mailbox paths (ending in '/' means Maildir)."},
+    {"virtual_minimum_uid", T::kInt, "100",
+     "The lowest uid the virtual delivery agent writes as.", 1},
+    {"virtual_transport", T::kString, "virtual", "The transport for virtual_mailbox_domains."},
+    {"virtual_uid_maps", T::kString, "", "The user a virtual mailbox is written as."},
+};
+
+}  // namespace
+
+std::span<const ParamSpec> all_params() { return kParams; }
+
+const ParamSpec* find_param(std::string_view name) {
+  auto it = std::lower_bound(std::begin(kParams), std::end(kParams), name,
+                             [](const ParamSpec& p, std::string_view n) { return p.name < n; });
+  if (it == std::end(kParams) || it->name != name) return nullptr;
+  return &*it;
+}
+
+std::string default_value(const ParamSpec& spec, const Config& config) {
+  if (spec.compute_default) return spec.compute_default(config);
+  return std::string(spec.default_value);
+}
+
+}  // namespace postern
