@@ -36,7 +36,7 @@ TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
 TEST_BIN  := $(BUILD)/t/unit-tests
 BINS      := $(PROGRAMS:%=$(BUILD)/bin/%)
 
-.PHONY: all deps check unit integration run install uninstall clean
+.PHONY: all deps check unit integration run man install uninstall clean
 all: $(BINS) $(BUILD)/bin/newaliases $(TEST_BIN)
 
 $(BUILD)/%.o: %.cc
@@ -79,19 +79,32 @@ integration: all
 run: all
 	BUILD=$(BUILD) tools/run-instance
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/postern \
-	           $(DESTDIR)/etc/postern $(DESTDIR)$(PREFIX)/share/doc/postern
+# Manual pages from each program's header comment and from the parameter table.
+man: all
+	tools/mkman $(BUILD) $(PROGRAMS)
+
+# Administrative commands go to sbin; newaliases also to bin, where distributions
+# keep it. The configuration in /etc/postern is installed only where none exists.
+MANDIR := $(DESTDIR)$(PREFIX)/share/man
+install: all man
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/postern \
+	           $(DESTDIR)$(PREFIX)/share/doc/postern $(MANDIR)/man1 $(MANDIR)/man5
 	for p in $(PROGRAMS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
 	ln -sf postalias $(DESTDIR)$(PREFIX)/sbin/newaliases
+	ln -sf ../sbin/postalias $(DESTDIR)$(PREFIX)/bin/newaliases
 	for f in conf/*; do \
 	  [ -e $(DESTDIR)/etc/postern/$$(basename $$f) ] || install -m 644 $$f $(DESTDIR)/etc/postern/; \
 	done
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/postern/
-	$(BUILD)/bin/postconf -d > $(DESTDIR)$(PREFIX)/share/doc/postern/postconf.defaults
+	install -m 644 $(BUILD)/man/*.1 $(MANDIR)/man1/
+	install -m 644 $(BUILD)/man/*.5 $(MANDIR)/man5/
 
+# Removes what install put there, but never the configuration an administrator edited.
 uninstall:
 	for p in $(PROGRAMS) newaliases; do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	rm -f $(DESTDIR)$(PREFIX)/bin/newaliases
+	for p in $(PROGRAMS); do rm -f $(MANDIR)/man1/$$p.1; done
+	rm -f $(MANDIR)/man5/postern-params.5
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/postern
 
 clean:

@@ -3,6 +3,7 @@
 //   postconf [-c dir] -e name=value ...              edit main.cf (atomically)
 //   postconf [-c dir] -X name ...                    remove parameters from main.cf
 //   postconf [-c dir] -M [service[/type] ...]        show master.cf services
+//   postconf -D [name ...]                           describe parameters: default and purpose
 // An edit that would leave main.cf invalid is refused and changes nothing.
 #include <sysexits.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@ struct Options {
   bool edit = false;         // -e
   bool remove = false;       // -X
   bool master = false;       // -M
+  bool describe = false;     // -D
   std::vector<std::string> names;
 };
 
@@ -40,14 +42,15 @@ struct Options {
                "usage: postconf [-c dir] [-n|-d] [-h] [-x] [name ...]\n"
                "       postconf [-c dir] -e name=value ...\n"
                "       postconf [-c dir] -X name ...\n"
-               "       postconf [-c dir] -M [service[/type] ...]\n");
+               "       postconf [-c dir] -M [service[/type] ...]\n"
+               "       postconf -D [name ...]\n");
   std::exit(EX_USAGE);
 }
 
 Options parse_options(int argc, char** argv) {
   Options o;
   int c;
-  while ((c = getopt(argc, argv, "c:ndhxeXMv")) != -1) {
+  while ((c = getopt(argc, argv, "c:ndhxeXMDv")) != -1) {
     switch (c) {
       case 'c': o.config_dir = optarg; break;
       case 'n': o.non_default = true; break;
@@ -57,6 +60,7 @@ Options parse_options(int argc, char** argv) {
       case 'e': o.edit = true; break;
       case 'X': o.remove = true; break;
       case 'M': o.master = true; break;
+      case 'D': o.describe = true; break;
       case 'v': log_set_verbose(log_verbose() + 1); break;
       default: usage();
     }
@@ -113,6 +117,37 @@ int show_params(const Options& o, const Config& config) {
   return 0;
 }
 
+const char* type_word(ParamType type) {
+  switch (type) {
+    case ParamType::kInt: return "number";
+    case ParamType::kBool: return "yes/no";
+    case ParamType::kTime: return "time";
+    case ParamType::kSize: return "bytes";
+    case ParamType::kString: break;
+  }
+  return "text";
+}
+
+// Every parameter (or those named) as "name (type, default: value)" and what it does.
+int describe(const Options& o, const Config& config) {
+  int status = 0;
+  auto one = [&](const ParamSpec& p) {
+    std::string def = p.compute_default ? "this host's (" + default_value(p, config) + ")" : std::string(p.default_value);
+    std::printf("%s (%s, default: %s)\n    %s\n", std::string(p.name).c_str(), type_word(p.type),
+                def.empty() ? "empty" : def.c_str(), std::string(p.doc).c_str());
+  };
+  if (o.names.empty())
+    for (const ParamSpec& p : all_params()) one(p);
+  for (const std::string& name : o.names) {
+    if (const ParamSpec* p = find_param(name)) one(*p);
+    else {
+      log_warn("%s: unknown parameter", name.c_str());
+      status = 1;
+    }
+  }
+  return status;
+}
+
 int show_master(const Options& o, const Config& config) {
   std::vector<MasterService> services = load_master_cf(config);
   int status = 0;
@@ -166,9 +201,10 @@ int main(int argc, char** argv) {
   log_init("postconf", LogSink::kCommandLine);
   Options o = parse_options(argc, argv);
   try {
-    Config config = o.defaults ? Config::defaults(Config::choose_dir(o.config_dir))
+    Config config = o.defaults || o.describe ? Config::defaults(Config::choose_dir(o.config_dir))
                                : Config::load(Config::choose_dir(o.config_dir));
     if (o.edit || o.remove) return edit(o, config);
+    if (o.describe) return describe(o, config);
     if (!o.defaults) {
       for (const std::string& problem : config.check()) log_warn("%s", problem.c_str());
       for (const Config::Entry* e : config.unused())
