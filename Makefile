@@ -13,11 +13,13 @@ BUILD    ?= build
 else
 BUILD    ?= build-sanitize
 SAN_FLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+# GCC 12 reports false maybe-uninitialized warnings in the library under sanitizers.
+SAN_CXXFLAGS = -Wno-maybe-uninitialized
 endif
 
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-            -Ilib $(shell pkg-config --cflags libmariadb 2>/dev/null) $(SAN_FLAGS)
+            -Ilib $(shell pkg-config --cflags libmariadb 2>/dev/null) $(SAN_FLAGS) $(SAN_CXXFLAGS)
 CPPFLAGS += -MMD -MP
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \

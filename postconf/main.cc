@@ -4,6 +4,7 @@
 //   postconf [-c dir] -X name ...                    remove parameters from main.cf
 //   postconf [-c dir] -M [service[/type] ...]        show master.cf services
 //   postconf -D [name ...]                           describe parameters: default and purpose
+//   postconf -m                                      list the lookup table types
 // An edit that would leave main.cf invalid is refused and changes nothing.
 #include <sysexits.h>
 #include <unistd.h>
@@ -16,6 +17,8 @@
 #include "mail/main_cf_edit.h"
 #include "mail/master_cf.h"
 #include "mail/params.h"
+#include "mail/table.h"
+#include "util/cli.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -34,6 +37,7 @@ struct Options {
   bool remove = false;       // -X
   bool master = false;       // -M
   bool describe = false;     // -D
+  bool table_types = false;  // -m
   std::vector<std::string> names;
 };
 
@@ -43,14 +47,15 @@ struct Options {
                "       postconf [-c dir] -e name=value ...\n"
                "       postconf [-c dir] -X name ...\n"
                "       postconf [-c dir] -M [service[/type] ...]\n"
-               "       postconf -D [name ...]\n");
+               "       postconf -D [name ...]\n"
+               "       postconf -m\n");
   std::exit(EX_USAGE);
 }
 
 Options parse_options(int argc, char** argv) {
   Options o;
   int c;
-  while ((c = getopt(argc, argv, "c:ndhxeXMDv")) != -1) {
+  while ((c = getopt(argc, argv, "c:ndhxeXMDmv")) != -1) {
     switch (c) {
       case 'c': o.config_dir = optarg; break;
       case 'n': o.non_default = true; break;
@@ -61,6 +66,7 @@ Options parse_options(int argc, char** argv) {
       case 'X': o.remove = true; break;
       case 'M': o.master = true; break;
       case 'D': o.describe = true; break;
+      case 'm': o.table_types = true; break;
       case 'v': log_set_verbose(log_verbose() + 1); break;
       default: usage();
     }
@@ -200,7 +206,11 @@ int edit(const Options& o, const Config& config) {
 int main(int argc, char** argv) {
   log_init("postconf", LogSink::kCommandLine);
   Options o = parse_options(argc, argv);
-  try {
+  if (o.table_types) {
+    for (std::string_view type : table_type_names()) std::printf("%.*s\n", static_cast<int>(type.size()), type.data());
+    return 0;
+  }
+  return run_command_line([&] {
     Config config = o.defaults || o.describe ? Config::defaults(Config::choose_dir(o.config_dir))
                                : Config::load(Config::choose_dir(o.config_dir));
     if (o.edit || o.remove) return edit(o, config);
@@ -211,11 +221,5 @@ int main(int argc, char** argv) {
         log_warn("%s:%d: unused parameter: %s=%s", e->file.c_str(), e->line, e->name.c_str(), e->value.c_str());
     }
     return o.master ? show_master(o, config) : show_params(o, config);
-  } catch (const UsageError& e) {
-    log_fatal_status(EX_USAGE, "%s", e.what());
-  } catch (const ConfigError& e) {
-    log_fatal_status(EX_CONFIG, "%s", e.what());
-  } catch (const SystemError& e) {
-    log_fatal_status(EX_IOERR, "%s", e.what());
-  }
+  });
 }

@@ -8,6 +8,7 @@
 #include "mail/params.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/logical_lines.h"
 #include "util/strings.h"
 
 namespace postern {
@@ -16,36 +17,6 @@ namespace {
 constexpr size_t kMaxExpansionDepth = 100;
 
 bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-
-// Reads logical lines as Postfix does: blank and comment lines are skipped, a line
-// that begins with white space continues the logical line before it.
-struct LogicalLine {
-  std::string text;
-  int line;
-};
-
-std::vector<LogicalLine> read_logical_lines(const std::string& path, const std::string& text) {
-  std::vector<LogicalLine> out;
-  int number = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view raw(text.data() + pos, end - pos);
-    pos = end + 1;
-    ++number;
-    std::string_view body = trim(raw);
-    if (body.empty() || body[0] == '#') continue;
-    if (std::isspace(static_cast<unsigned char>(raw[0]))) {
-      if (out.empty()) throw ConfigError(path, number, "continuation line with nothing to continue");
-      out.back().text += ' ';
-      out.back().text += body;
-      continue;
-    }
-    out.push_back({std::string(trim(raw, " \t\r")), number});
-  }
-  return out;
-}
 
 // Finds the '}' or ')' that closes text[open]; npos when there is none.
 size_t matching_close(std::string_view text, size_t open) {
@@ -150,18 +121,11 @@ Config Config::load(const std::string& config_dir) {
 Config Config::parse(const std::string& config_dir, const std::string& text) {
   Config config(config_dir);
   std::string path = config.main_cf_path();
-  for (const LogicalLine& l : read_logical_lines(path, text)) {
-    size_t eq = l.text.find('=');
-    if (eq == std::string::npos)
-      throw ConfigError(path, l.line, "missing '=' after parameter name \"" + l.text + "\"");
-    std::string name(trim(std::string_view(l.text).substr(0, eq)));
-    if (name.empty()) throw ConfigError(path, l.line, "missing parameter name before '='");
-    for (char c : name)
-      if (!is_name_char(c)) throw ConfigError(path, l.line, "invalid parameter name \"" + name + "\"");
-    if (name == "config_directory") continue;  // always the directory actually read
-    std::string value(trim(std::string_view(l.text).substr(eq + 1)));
-    config.values_[name] = Entry{name, value, path, l.line};
-  }
+  for_each_logical_line(text, path, [&](std::string_view line, int number) {
+    auto [name, value] = split_assignment(line, path, number, "parameter");
+    if (name == "config_directory") return;  // always the directory actually read
+    config.values_[name] = Entry{name, std::move(value), path, number};
+  });
   return config;
 }
 

@@ -9,6 +9,7 @@
 #include "mail/params.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/logical_lines.h"
 #include "util/strings.h"
 
 namespace postern {
@@ -102,29 +103,12 @@ std::string_view service_type_name(ServiceType type) {
 std::string MasterService::id() const { return name + "/" + std::string(service_type_name(type)); }
 
 std::vector<MasterService> parse_master_cf(const std::string& path, const std::string& text, const Config& config) {
-  // Gather logical lines: a line that begins with white space continues the one before.
   struct Logical {
     std::string text;
     int line;
   };
   std::vector<Logical> lines;
-  int number = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view raw(text.data() + pos, end - pos);
-    pos = end + 1;
-    ++number;
-    std::string_view body = trim(raw);
-    if (body.empty() || body[0] == '#') continue;
-    if (std::isspace(static_cast<unsigned char>(raw[0]))) {
-      if (lines.empty()) throw ConfigError(path, number, "continuation line with nothing to continue");
-      lines.back().text += ' ';
-      lines.back().text += body;
-    } else {
-      lines.push_back({std::string(body), number});
-    }
-  }
+  for_each_logical_line(text, path, [&](std::string_view line, int number) { lines.push_back({std::string(line), number}); });
 
   std::vector<MasterService> services;
   std::set<std::string> seen;

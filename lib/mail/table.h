@@ -59,6 +59,8 @@ class Table {
 // that is wrong throws ConfigError ("file:line: what" where there is a line).
 // A database that cannot be reached is not an error here: its lookups fail temporarily.
 std::unique_ptr<Table> open_table(std::string_view spec, const TableOptions& options = {});
+// The table types open_table() knows, in the order postconf -m lists them.
+std::vector<std::string_view> table_type_names();
 
 // A list of tables searched in order, as Postfix parameters like alias_maps hold:
 // "hash:/etc/aliases, mysql:/etc/postern/aliases.cf". The first table that finds
@@ -68,6 +70,7 @@ class TableList {
  public:
   TableList() = default;
   explicit TableList(std::string_view specs, const TableOptions& options = {});
+  void add(std::unique_ptr<Table> table) { tables_.push_back(std::move(table)); }
   LookupResult lookup(std::string_view key);
   bool empty() const { return tables_.empty(); }
   const std::vector<std::unique_ptr<Table>>& tables() const { return tables_; }

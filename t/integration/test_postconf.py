@@ -115,3 +115,9 @@ def test_usage_errors(run):
         r = run("postconf", *args)
         assert r.returncode == 64, args
         assert "usage: postconf" in r.stderr
+
+
+def test_table_types(run):
+    r = run("postconf", "-m")
+    assert r.returncode == 0
+    assert r.stdout.split() == ["hash", "btree", "texthash", "inline", "static", "regexp", "mysql"]

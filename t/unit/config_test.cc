@@ -2,6 +2,8 @@
 // master.cf parsing and postconf -e style edits.
 #include <catch2/catch.hpp>
 
+#include "temp_dir.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,24 +19,11 @@
 #include "util/strings.h"
 
 using namespace postern;
+using postern::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A temporary configuration directory, removed at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/postern-config-test.XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  void write(const std::string& name, const std::string& text) const {
-    AtomicFile f(path + "/" + name);
-    f.write(text);
-    f.commit();
-  }
-};
 
 Config parse(const std::string& text) { return Config::parse("/etc/test", text); }
 
