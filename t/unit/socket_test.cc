@@ -26,7 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 struct Ping {
   std::string text;
   int64_t n = 0;
