@@ -158,6 +158,11 @@ CommandLine parse_command_line(TableCommand command, int argc, char** argv) {
   return cl;
 }
 
+// The Berkeley DB cache of each table postmap -q reads: room for the whole of most
+// tables, since a stream of keys touches every page (Postfix's default
+// berkeley_db_create_buffer_size). Pages are cached only as they are read.
+constexpr size_t kQueryCacheSize = 16 * 1024 * 1024;
+
 // "name" without a type gets default_database_type, as in Postfix.
 std::string with_type(const std::string& name, const std::string& default_type) {
   return name.find(':') == std::string::npos ? default_type + ":" + name : name;
@@ -174,23 +179,52 @@ int query_one(TableList& tables, const std::string& key) {
   log_fatal_status(EX_TEMPFAIL, "temporary failure looking up \"%s\": %s", key.c_str(), r.error.c_str());
 }
 
-// Keys from standard input, one a line; an answer is flushed at once so that
-// another program can drive the lookup line by line.
-int query_stream(TableList& tables) {
-  bool found_any = false;
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    std::string key(trim(line));
-    if (key.empty()) continue;
-    LookupResult r = tables.lookup(key);
-    if (r.is_found()) {
-      std::printf("%s\t%s\n", key.c_str(), r.value.c_str());
-      std::fflush(stdout);
-      found_any = true;
-    } else if (r.is_temp_fail()) {
-      log_warn("temporary failure looking up \"%s\": %s", key.c_str(), r.error.c_str());
-    }
+// The lookup of one key from standard input: an answer is "key<TAB>value".
+bool answer_line(TableList& tables, std::string_view line) {
+  std::string key(trim(line));
+  if (key.empty()) return false;
+  LookupResult r = tables.lookup(key);
+  if (r.is_found()) {
+    std::printf("%s\t%s\n", key.c_str(), r.value.c_str());
+    return true;
   }
+  if (r.is_temp_fail()) {
+    std::fflush(stdout);  // the warning comes after the answers before it
+    log_warn("temporary failure looking up \"%s\": %s", key.c_str(), r.error.c_str());
+  }
+  return false;
+}
+
+// Keys from standard input, one a line. Input is read in large chunks and the
+// answers go out in large writes, yet another program can drive the lookup line
+// by line: stdout is flushed whenever every complete line read so far has been
+// answered, before waiting for more input.
+int query_stream(TableList& tables) {
+  constexpr size_t kChunk = 64 * 1024;
+  static char out_buffer[kChunk];
+  std::setvbuf(stdout, out_buffer, _IOFBF, sizeof out_buffer);
+  bool found_any = false;
+  std::string input;
+  size_t start = 0;  // the first byte of input not yet answered
+  for (;;) {
+    size_t newline = input.find('\n', start);
+    if (newline != std::string::npos) {
+      found_any |= answer_line(tables, std::string_view(input).substr(start, newline - start));
+      start = newline + 1;
+      continue;
+    }
+    std::fflush(stdout);
+    input.erase(0, start);
+    start = 0;
+    size_t have = input.size();
+    input.resize(have + kChunk);
+    ssize_t n = retry_eintr([&] { return ::read(STDIN_FILENO, input.data() + have, kChunk); });
+    if (n < 0) throw SystemError(errno, "read standard input");
+    input.resize(have + static_cast<size_t>(n));
+    if (n == 0) break;
+  }
+  if (!input.empty()) found_any |= answer_line(tables, input);  // a last line without its newline
+  std::fflush(stdout);
   return found_any ? 0 : 1;
 }
 
@@ -206,6 +240,7 @@ int run(TableCommand command, const CommandLine& cl) {
   for (const std::string& name : cl.tables) specs.push_back(with_type(name, default_type));
 
   if (cl.query || cl.list) {
+    if (cl.query) set_db_read_cache_size(kQueryCacheSize);
     TableList tables;
     for (const std::string& spec : specs) tables.add(open_table(spec, {.fold_case = cl.build.fold_case}));
     if (cl.query) return *cl.query == "-" ? query_stream(tables) : query_one(tables, *cl.query);

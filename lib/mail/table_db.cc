@@ -69,12 +69,20 @@ class DbCursor {
 // An open Berkeley DB handle, closed when the owner goes away.
 class DbFile {
  public:
-  DbFile(DbType type, std::string path, u_int32_t flags, int mode) : path_(std::move(path)) {
+  // cache_bytes: the size of Berkeley DB's page cache for this file, 0 for its default.
+  DbFile(DbType type, std::string path, u_int32_t flags, int mode, size_t cache_bytes = 0)
+      : path_(std::move(path)) {
     DB* db = nullptr;
     int ret = db_create(&db, nullptr, 0);
     if (ret != 0) throw_db(ret, "db_create for " + path_);
     db_.reset(db);  // owned from here on: a handle whose open fails must still be closed
     db_->set_errcall(db_.get(), db_message);
+    if (cache_bytes > 0) {
+      constexpr size_t kGig = size_t{1} << 30;
+      ret = db_->set_cachesize(db_.get(), static_cast<u_int32_t>(cache_bytes / kGig),
+                               static_cast<u_int32_t>(cache_bytes % kGig), 1);
+      if (ret != 0) throw_db(ret, "cache size for " + path_);
+    }
     ret = db_->open(db_.get(), nullptr, path_.c_str(), nullptr, type == DbType::kHash ? DB_HASH : DB_BTREE,
                     flags, mode);
     if (ret != 0) {
@@ -91,11 +99,12 @@ class DbFile {
   }
 
   // The value stored under exactly these bytes: 0 found, DB_NOTFOUND, or an error code.
-  int get(std::string_view key, std::string& value) const {
+  // value points into Berkeley DB's own memory, valid until the next call on this file.
+  int get(std::string_view key, std::string_view& value) const {
     DBT k = make_dbt(key);
     DBT v = make_dbt({});
     int ret = db_->get(db_.get(), nullptr, &k, &v, 0);
-    if (ret == 0) value.assign(view_of(v));
+    if (ret == 0) value = view_of(v);
     return ret;
   }
 
@@ -133,6 +142,12 @@ class DbFile {
   std::string path_;
   std::unique_ptr<DB, Closer> db_;
 };
+
+namespace {
+size_t read_cache_size = 0;  // set_db_read_cache_size
+}  // namespace
+
+void set_db_read_cache_size(size_t bytes) { read_cache_size = bytes; }
 
 std::optional<DbType> db_type_named(std::string_view type) {
   if (type == "hash") return DbType::kHash;
@@ -173,7 +188,7 @@ class DbTable final : public Table {
  protected:
   LookupResult do_lookup(const std::string& key) override {
     follow_rebuild();
-    std::string value;
+    std::string_view value;
     int ret = db_->get(std::string_view(key.c_str(), key.size() + 1), value);  // Postfix's form, with the NUL
     if (ret == DB_NOTFOUND) ret = db_->get(key, value);
     if (ret == DB_NOTFOUND) return LookupResult::not_found();
@@ -183,7 +198,7 @@ class DbTable final : public Table {
 
  private:
   void open() {
-    auto db = std::make_unique<DbFile>(type_, db_path_, DB_RDONLY, 0);
+    auto db = std::make_unique<DbFile>(type_, db_path_, DB_RDONLY, 0, read_cache_size);
     struct stat st;
     check_sys(::fstat(db->fd(), &st), "fstat " + db_path_);
     db_ = std::move(db);

@@ -29,6 +29,13 @@ enum class DbType { kHash, kBtree };
 // The Berkeley DB type of a table type name ("hash", "btree"), or nothing.
 std::optional<DbType> db_type_named(std::string_view type);
 
+// The Berkeley DB cache of every hash: or btree: table that this process opens for
+// reading from now on (0: the library's default of a few hundred KB). Daemons keep
+// the default, as Postfix's berkeley_db_read_buffer_size does; postmap -q, which
+// answers many keys at once, gives the cache room for a whole table so that each
+// page is read from the file once. Memory is taken only as pages are read.
+void set_db_read_cache_size(size_t bytes);
+
 class DbFile;  // an open Berkeley DB handle, in table_db.cc
 
 class DbWriter {

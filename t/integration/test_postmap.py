@@ -73,6 +73,30 @@ def test_query_stdin_answers_line_by_line(run, tmp_path):
     assert (r.returncode, r.stdout) == (1, "")
 
 
+def test_query_stdin_many_keys_at_once(run, tmp_path):
+    # More keys than one read of standard input takes, lines split across reads,
+    # blank and padded lines, both NUL conventions, a last line without its newline.
+    n = 20000
+    src = write(tmp_path / "map", "".join(f"key{i}@example.org value{i}\n" for i in range(n)))
+    assert run("postmap", src).returncode == 0
+    write(tmp_path / "plain", "Plain@Example.org without-nul\n")
+    assert run("postmap", "-n", f"hash:{tmp_path}/plain").returncode == 0
+    keys = [f"KEY{i}@example.org" if i % 3 == 0 else f"key{i}@example.org" for i in range(0, n, 2)]
+    keys += [f"missing{i}" for i in range(500)]
+    lines = []
+    for i, k in enumerate(keys):
+        lines.append(f"  {k}\t" if i % 7 == 0 else k)
+        if i % 11 == 0:
+            lines.append("")
+    lines.append("plain@example.org")
+    text = "\n".join(lines + ["key1@example.org"])  # no newline at the end
+    r = run("postmap", "-q", "-", src, f"hash:{tmp_path}/plain", input=text)
+    assert r.returncode == 0, r.stderr
+    expected = [f"{k}\tvalue{int(k[3:].split('@')[0])}" for k in keys if not k.startswith("missing")]
+    expected += ["plain@example.org\twithout-nul", "key1@example.org\tvalue1"]
+    assert r.stdout.splitlines() == expected
+
+
 def test_delete_and_list(run, tmp_path):
     src = write(tmp_path / "map", "a 1\nb 2\nc 3\n")
     assert run("postmap", src).returncode == 0
