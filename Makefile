@@ -26,9 +26,10 @@ LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || ech
             -lssl -lcrypto -lcrypt
 
 # Programs: one folder each, with its main.cc.
-PROGRAMS := postconf postmap postalias
-# Programs installed under another name: link name -> program.
-ALIASES  := newaliases:postalias
+PROGRAMS := postconf postmap postalias postcat postsuper postqueue
+# Programs also run under another name (they look at argv[0]): link:program.
+ALIASES  := newaliases:postalias mailq:postqueue
+LINKS    := $(foreach a,$(ALIASES),$(firstword $(subst :, ,$(a))))
 
 LIB_SRCS  := $(wildcard lib/*/*.cc)
 LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/%.o)
@@ -39,7 +40,7 @@ TEST_BIN  := $(BUILD)/t/unit-tests
 BINS      := $(PROGRAMS:%=$(BUILD)/bin/%)
 
 .PHONY: all deps check unit integration run man install uninstall clean
-all: $(BINS) $(BUILD)/bin/newaliases $(TEST_BIN)
+all: $(BINS) $(LINKS:%=$(BUILD)/bin/%) $(TEST_BIN)
 
 $(BUILD)/%.o: %.cc
 	@mkdir -p $(@D)
@@ -56,8 +57,11 @@ $(BUILD)/bin/$(1): $(patsubst %.cc,$(BUILD)/%.o,$(wildcard $(1)/*.cc)) $(LIB_A)
 endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
-$(BUILD)/bin/newaliases: $(BUILD)/bin/postalias
-	ln -sf postalias $@
+define link_rule
+$(BUILD)/bin/$(1): $(BUILD)/bin/$(2)
+	ln -sf $(2) $$@
+endef
+$(foreach a,$(ALIASES),$(eval $(call link_rule,$(word 1,$(subst :, ,$(a))),$(word 2,$(subst :, ,$(a))))))
 
 $(TEST_BIN): $(TEST_OBJS) $(LIB_A)
 	@mkdir -p $(@D)
@@ -85,15 +89,16 @@ run: all
 man: all
 	tools/mkman $(BUILD) $(PROGRAMS)
 
-# Administrative commands go to sbin; newaliases also to bin, where distributions
-# keep it. The configuration in /etc/postern is installed only where none exists.
+# Administrative commands go to sbin; newaliases and mailq also to bin, where
+# distributions keep them. The configuration in /etc/postern is installed only where none exists.
 MANDIR := $(DESTDIR)$(PREFIX)/share/man
 install: all man
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/postern \
 	           $(DESTDIR)$(PREFIX)/share/doc/postern $(MANDIR)/man1 $(MANDIR)/man5
 	for p in $(PROGRAMS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
-	ln -sf postalias $(DESTDIR)$(PREFIX)/sbin/newaliases
-	ln -sf ../sbin/postalias $(DESTDIR)$(PREFIX)/bin/newaliases
+	for a in $(ALIASES); do link=$${a%%:*}; prog=$${a#*:}; \
+	  ln -sf $$prog $(DESTDIR)$(PREFIX)/sbin/$$link; ln -sf ../sbin/$$prog $(DESTDIR)$(PREFIX)/bin/$$link; \
+	done
 	for f in conf/*; do \
 	  [ -e $(DESTDIR)/etc/postern/$$(basename $$f) ] || install -m 644 $$f $(DESTDIR)/etc/postern/; \
 	done
@@ -103,8 +108,8 @@ install: all man
 
 # Removes what install put there, but never the configuration an administrator edited.
 uninstall:
-	for p in $(PROGRAMS) newaliases; do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
-	rm -f $(DESTDIR)$(PREFIX)/bin/newaliases
+	for p in $(PROGRAMS) $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	for p in $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$p; done
 	for p in $(PROGRAMS); do rm -f $(MANDIR)/man1/$$p.1; done
 	rm -f $(MANDIR)/man5/postern-params.5
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/postern

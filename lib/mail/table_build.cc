@@ -276,14 +276,9 @@ int run(TableCommand command, const CommandLine& cl) {
 }  // namespace
 
 int run_table_command(TableCommand command, int argc, char** argv) {
-  CommandLine cl;
-  try {
-    cl = parse_command_line(command, argc, argv);
-  } catch (const UsageError& e) {
-    print_usage(command);
-    log_fatal_status(EX_USAGE, "%s", e.what());
-  }
-  return run_command_line([&] { return run(command, cl); });
+  return run_command_line([&] { return parse_command_line(command, argc, argv); },
+                          [&] { print_usage(command); },
+                          [&](const CommandLine& cl) { return run(command, cl); });
 }
 
 }  // namespace postern

@@ -24,4 +24,18 @@ int run_command_line(Body&& body) {
   }
 }
 
+// The whole of a tool's main: parse() reads the command line (a UsageError prints
+// usage() and exits EX_USAGE), then run(parsed) does the work as above.
+template <typename Parse, typename Usage, typename Run>
+int run_command_line(Parse&& parse, Usage&& usage, Run&& run) {
+  decltype(parse()) parsed;
+  try {
+    parsed = parse();
+  } catch (const UsageError& e) {
+    usage();
+    log_fatal_status(EX_USAGE, "%s", e.what());
+  }
+  return run_command_line([&] { return run(parsed); });
+}
+
 }  // namespace postern

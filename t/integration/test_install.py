@@ -14,12 +14,14 @@ def test_install_and_uninstall(tmp_path):
     stage = tmp_path / "stage"
     r = make("install", f"DESTDIR={stage}", "PREFIX=/usr")
     assert r.returncode == 0, r.stderr
-    for prog in ("postconf", "postmap", "postalias"):
+    for prog in ("postconf", "postmap", "postalias", "postcat", "postsuper", "postqueue"):
         path = stage / "usr/sbin" / prog
         assert os.access(path, os.X_OK), prog
         assert (stage / "usr/share/man/man1" / f"{prog}.1").read_text().startswith(".TH")
-    assert os.readlink(stage / "usr/bin/newaliases") == "../sbin/postalias"
-    assert (stage / "usr/bin/newaliases").resolve() == (stage / "usr/sbin/postalias").resolve()
+    for link, prog in (("newaliases", "postalias"), ("mailq", "postqueue")):
+        assert os.readlink(stage / "usr/bin" / link) == f"../sbin/{prog}"
+        assert (stage / "usr/bin" / link).resolve() == (stage / "usr/sbin" / prog).resolve()
+        assert (stage / "usr/sbin" / link).resolve() == (stage / "usr/sbin" / prog).resolve()
     for conf in ("main.cf", "master.cf", "aliases"):
         assert (stage / "etc/postern" / conf).is_file()
     params = (stage / "usr/share/man/man5/postern-params.5").read_text()
@@ -34,5 +36,6 @@ def test_install_and_uninstall(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not (stage / "usr/sbin/postconf").exists()
     assert not os.path.lexists(stage / "usr/bin/newaliases")
+    assert not os.path.lexists(stage / "usr/sbin/mailq")
     assert not (stage / "usr/share/man/man1/postmap.1").exists()
     assert (stage / "etc/postern/main.cf").read_text() == "myhostname = edited.example\n"
