@@ -25,8 +25,11 @@ LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \
             -lssl -lcrypto -lcrypt
 
-# Programs: one folder each, with its main.cc.
-PROGRAMS := postconf postmap postalias postcat postsuper postqueue
+# Programs: one folder each, with its main.cc. Commands are installed in sbin,
+# daemons in daemon_directory ($PREFIX/lib/postern), where master finds them.
+COMMANDS := postconf postmap postalias postern postcat postsuper postqueue
+DAEMONS  := master
+PROGRAMS := $(COMMANDS) $(DAEMONS)
 # Programs also run under another name (they look at argv[0]): link:program.
 ALIASES  := newaliases:postalias mailq:postqueue
 LINKS    := $(foreach a,$(ALIASES),$(firstword $(subst :, ,$(a))))
@@ -87,15 +90,16 @@ run: all
 
 # Manual pages from each program's header comment and from the parameter table.
 man: all
-	tools/mkman $(BUILD) $(PROGRAMS)
+	tools/mkman $(BUILD) $(COMMANDS)
 
 # Administrative commands go to sbin; newaliases and mailq also to bin, where
 # distributions keep them. The configuration in /etc/postern is installed only where none exists.
 MANDIR := $(DESTDIR)$(PREFIX)/share/man
 install: all man
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/postern \
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/postern $(DESTDIR)/etc/postern \
 	           $(DESTDIR)$(PREFIX)/share/doc/postern $(MANDIR)/man1 $(MANDIR)/man5
-	for p in $(PROGRAMS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	for p in $(COMMANDS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	for p in $(DAEMONS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/lib/postern/$$p; done
 	for a in $(ALIASES); do link=$${a%%:*}; prog=$${a#*:}; \
 	  ln -sf $$prog $(DESTDIR)$(PREFIX)/sbin/$$link; ln -sf ../sbin/$$prog $(DESTDIR)$(PREFIX)/bin/$$link; \
 	done
@@ -108,9 +112,10 @@ install: all man
 
 # Removes what install put there, but never the configuration an administrator edited.
 uninstall:
-	for p in $(PROGRAMS) $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	for p in $(COMMANDS) $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	for p in $(DAEMONS); do rm -f $(DESTDIR)$(PREFIX)/lib/postern/$$p; done
 	for p in $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$p; done
-	for p in $(PROGRAMS); do rm -f $(MANDIR)/man1/$$p.1; done
+	for p in $(COMMANDS); do rm -f $(MANDIR)/man1/$$p.1; done
 	rm -f $(MANDIR)/man5/postern-params.5
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/postern
 

@@ -14,7 +14,8 @@ def test_install_and_uninstall(tmp_path):
     stage = tmp_path / "stage"
     r = make("install", f"DESTDIR={stage}", "PREFIX=/usr")
     assert r.returncode == 0, r.stderr
-    for prog in ("postconf", "postmap", "postalias", "postcat", "postsuper", "postqueue"):
+    assert os.access(stage / "usr/lib/postern/master", os.X_OK)
+    for prog in ("postconf", "postmap", "postalias", "postern", "postcat", "postsuper", "postqueue"):
         path = stage / "usr/sbin" / prog
         assert os.access(path, os.X_OK), prog
         assert (stage / "usr/share/man/man1" / f"{prog}.1").read_text().startswith(".TH")
@@ -35,6 +36,7 @@ def test_install_and_uninstall(tmp_path):
     r = make("uninstall", f"DESTDIR={stage}", "PREFIX=/usr")
     assert r.returncode == 0, r.stderr
     assert not (stage / "usr/sbin/postconf").exists()
+    assert not (stage / "usr/lib/postern/master").exists()
     assert not os.path.lexists(stage / "usr/bin/newaliases")
     assert not os.path.lexists(stage / "usr/sbin/mailq")
     assert not (stage / "usr/share/man/man1/postmap.1").exists()

@@ -1,0 +1,142 @@
+// The child side of the master <-> child contract (daemon.h).
+#include "mail/daemon.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "util/error.h"
+#include "util/event.h"
+#include "util/file.h"
+#include "util/log.h"
+#include "util/socket.h"
+
+namespace postern {
+
+DaemonArgs parse_daemon_args(int argc, char** argv) {
+  DaemonArgs out;
+  int i = 1;
+  auto value = [&](const std::string& opt) -> std::string {
+    if (i + 1 >= argc) throw UsageError("option " + opt + " needs a value");
+    return argv[++i];
+  };
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a.size() < 2 || a[0] != '-') break;
+    if (a == "-n") out.service = value(a);
+    else if (a == "-t") out.type = value(a);
+    else if (a == "-c") out.config_dir = value(a);
+    else if (a == "-v") ++out.verbose;
+    else if (a == "-o") {
+      std::string kv = value(a);
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw UsageError("-o " + kv + ": expected name=value");
+      out.overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    } else {
+      break;  // the service's own arguments begin here
+    }
+  }
+  for (; i < argc; ++i) out.args.emplace_back(argv[i]);
+  if (out.service.empty()) throw UsageError("missing -n service (a daemon is started by master)");
+  if (out.type.empty()) throw UsageError("missing -t type (a daemon is started by master)");
+  out.config_dir = Config::choose_dir(out.config_dir);
+  return out;
+}
+
+Config load_daemon_config(const DaemonArgs& args) {
+  Config config = Config::load(args.config_dir);
+  for (const auto& [name, value] : args.overrides) config.set(name, value, "master.cf", 0);
+  return config;
+}
+
+std::vector<UniqueFd> take_listeners() {
+  std::vector<UniqueFd> out;
+  for (int fd = kFirstListenFd; ::fcntl(fd, F_GETFD) >= 0; ++fd) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // not for the programs a daemon runs
+    out.emplace_back(fd);
+  }
+  return out;
+}
+
+void drop_privileges(uid_t uid, gid_t gid) {
+  check_sys(::setgroups(1, &gid), "setgroups");
+  check_sys(::setresgid(gid, gid, gid), "setresgid");
+  check_sys(::setresuid(uid, uid, uid), "setresuid");
+  if (uid != 0 && ::setuid(0) == 0) log_panic("privileges dropped to uid %d but setuid(0) still works", int(uid));
+}
+
+void StatusReporter::send(const char* status) {
+  auto frame = encode_frame(DaemonStatus{int32_t(::getpid()), status});
+  if (!frame) log_panic("status frame: %s", frame.error().c_str());
+  // A frame is far below PIPE_BUF, so siblings' records never interleave.
+  ssize_t n = retry_eintr([&] { return ::write(fd_, frame->data(), frame->size()); });
+  if (n != ssize_t(frame->size())) log_fatal("master went away (status pipe: %m)");
+}
+
+int run_single_server(int argc, char** argv, const ClientHandler& serve) {
+  DaemonArgs args;
+  try {
+    args = parse_daemon_args(argc, argv);
+  } catch (const UsageError& e) {
+    log_init(basename_of(argc > 0 ? argv[0] : "daemon"), LogSink::kCommandLine);
+    log_fatal("%s", e.what());
+  }
+  log_init(args.service, LogSink::kSyslog);
+  try {
+    Config config = load_daemon_config(args);
+    std::string maillog = config.str("maillog_file");
+    if (!maillog.empty()) log_init(args.service, LogSink::kFile, maillog);
+    log_set_verbose(args.verbose);
+    auto problems = config.check();
+    if (!problems.empty()) log_fatal("%s", problems.front().c_str());
+
+    const int64_t max_use = config.integer("max_use");
+    const auto max_idle = std::chrono::seconds(config.seconds("max_idle"));
+    std::vector<UniqueFd> listeners = take_listeners();
+    if (listeners.empty()) log_fatal("no listening socket on fd %d: not started by master?", kFirstListenFd);
+
+    EventLoop loop;
+    StatusReporter status;
+    DaemonContext context{args, config};
+    int64_t used = 0;
+    Timer idle_timer(loop, [&] {
+      log_debug("idle for %llds, exiting", static_cast<long long>(max_idle.count()));
+      loop.stop();
+    });
+    std::vector<std::unique_ptr<IoWatcher>> watchers;
+    for (const auto& listener : listeners) {
+      int fd = listener.get();
+      watchers.push_back(std::make_unique<IoWatcher>(loop, fd, IoWatcher::kReadable, [&, fd](int) {
+        auto client = accept_connection(fd);
+        if (!client) return;  // a sibling took it
+        idle_timer.cancel();
+        status.busy();
+        serve(std::move(*client), context);
+        status.idle();
+        if (++used >= max_use) {
+          log_debug("served %lld clients, exiting", static_cast<long long>(used));
+          loop.stop();
+          return;
+        }
+        idle_timer.start_once(max_idle);
+      }));
+    }
+    idle_timer.start_once(max_idle);
+    loop.run();
+    return 0;
+  } catch (const ConfigError& e) {
+    log_fatal("%s", e.what());
+  } catch (const SystemError& e) {
+    log_fatal("%s", e.what());
+  }
+}
+
+}  // namespace postern

@@ -1,0 +1,91 @@
+// The master <-> child contract, child side: the one skeleton every daemon's main
+// hands its work to (Postfix's single_server).  master (master/) is the other side.
+//
+// What a child gets from master:
+//   fd 3 (kStatusFd)         the write end of its service's status pipe; the child
+//                            writes DaemonStatus frames (codec.h): "busy" when it took
+//                            a client, "idle" when it is ready for the next one.
+//                            master starts another process only when none is idle.
+//   fd 4.. (kFirstListenFd)  the service's listening sockets, non-blocking and shared
+//                            with its sibling processes; children never bind.
+//   argv                     -n service -t type [-c dir] [-o name=value ...] [-v] [args]
+//   environment              POSTERN_CONFIG_DIR
+//   credentials              mail_owner (master dropped them before exec) unless
+//                            master.cf says unpriv=n.
+// A child serves at most max_use clients and waits at most max_idle seconds for the
+// next one, then exits with status 0; master starts a new one when work arrives.
+// Any other exit is a crash that master restarts with a back-off.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mail/config.h"
+#include "util/codec.h"
+#include "util/fd.h"
+
+namespace postern {
+
+inline constexpr int kStatusFd = 3;
+inline constexpr int kFirstListenFd = 4;
+
+struct DaemonStatus {
+  int32_t pid = 0;
+  std::string status;  // "busy" or "idle"
+
+  static constexpr std::string_view kType = "daemon-status";
+  static constexpr auto kFields =
+      std::make_tuple(field("pid", &DaemonStatus::pid), field("status", &DaemonStatus::status));
+};
+
+struct DaemonArgs {
+  std::string service;     // -n
+  std::string type;        // -t (inet, unix, ...)
+  std::string config_dir;  // -c, else $POSTERN_CONFIG_DIR
+  std::vector<std::pair<std::string, std::string>> overrides;  // -o name=value
+  int verbose = 0;                                              // -v
+  std::vector<std::string> args;                                // the rest
+};
+
+// Parses a child's command line; throws UsageError.
+DaemonArgs parse_daemon_args(int argc, char** argv);
+
+// The configuration a child runs with: main.cf plus its -o overrides.
+Config load_daemon_config(const DaemonArgs& args);
+
+// The listening sockets master passed: fd 4 and every open fd after it.
+std::vector<UniqueFd> take_listeners();
+
+// The one privilege-drop sequence: setgroups, setresgid, setresuid, then proof
+// that root cannot be regained (a panic if it can).  Throws SystemError.
+void drop_privileges(uid_t uid, gid_t gid);
+
+// Writes busy/idle records to master; a child whose master went away exits.
+class StatusReporter {
+ public:
+  explicit StatusReporter(int fd = kStatusFd) : fd_(fd) {}
+  void busy() { send("busy"); }
+  void idle() { send("idle"); }
+
+ private:
+  void send(const char* status);
+  int fd_;
+};
+
+struct DaemonContext {
+  const DaemonArgs& args;
+  const Config& config;
+};
+
+// Serves one client at a time: accepts a connection from any listener, reports
+// busy, calls serve (which may block on that one client), reports idle, and exits
+// after max_use clients or max_idle seconds without one.  Returns the exit status.
+using ClientHandler = std::function<void(UniqueFd client, const DaemonContext& context)>;
+int run_single_server(int argc, char** argv, const ClientHandler& serve);
+
+}  // namespace postern
