@@ -201,7 +201,7 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
   const MasterService& spec = s.spec;
   std::string path = config_.str("daemon_directory") + "/" + spec.command;
   std::vector<std::string> args = {spec.command, "-n", spec.name, "-t", std::string(service_type_name(spec.type)),
-                                   "-c", config_.dir()};
+                                   "-s", std::to_string(s.listeners.size()), "-c", config_.dir()};
   for (const auto& o : spec.overrides) {
     args.push_back("-o");
     args.push_back(o.name + "=" + o.value);

@@ -13,6 +13,7 @@
 #include "util/event.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/strings.h"
 #include "util/socket.h"
 
 namespace postern {
@@ -34,6 +35,11 @@ DaemonArgs parse_daemon_args(int argc, char** argv) {
     if (a == "-n") out.service = value(a);
     else if (a == "-t") out.type = value(a);
     else if (a == "-c") out.config_dir = value(a);
+    else if (a == "-s") {
+      auto n = parse_int(value(a));
+      if (!n || *n < 0 || *n > 1000) throw UsageError("-s needs a listener count");
+      out.listen_count = static_cast<int>(*n);
+    }
     else if (a == "-v") ++out.verbose;
     else if (a == "-o") {
       std::string kv = value(a);
@@ -57,10 +63,11 @@ Config load_daemon_config(const DaemonArgs& args) {
   return config;
 }
 
-std::vector<UniqueFd> take_listeners() {
+std::vector<UniqueFd> take_listeners(int count) {
   std::vector<UniqueFd> out;
-  for (int fd = kFirstListenFd; ::fcntl(fd, F_GETFD) >= 0; ++fd) {
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // not for the programs a daemon runs
+  for (int fd = kFirstListenFd; fd < kFirstListenFd + count; ++fd) {
+    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)  // not for the programs a daemon runs
+      throw SystemError(errno, "listener fd " + std::to_string(fd));
     out.emplace_back(fd);
   }
   return out;
@@ -100,7 +107,7 @@ int run_single_server(int argc, char** argv, const ClientHandler& serve) {
 
     const int64_t max_use = config.integer("max_use");
     const auto max_idle = std::chrono::seconds(config.seconds("max_idle"));
-    std::vector<UniqueFd> listeners = take_listeners();
+    std::vector<UniqueFd> listeners = take_listeners(args.listen_count);
     if (listeners.empty()) log_fatal("no listening socket on fd %d: not started by master?", kFirstListenFd);
 
     EventLoop loop;

@@ -8,7 +8,8 @@
 //                            master starts another process only when none is idle.
 //   fd 4.. (kFirstListenFd)  the service's listening sockets, non-blocking and shared
 //                            with its sibling processes; children never bind.
-//   argv                     -n service -t type [-c dir] [-o name=value ...] [-v] [args]
+//   argv                     -n service -t type -s count [-c dir] [-o name=value ...] [-v]
+//                            [args]; -s says how many listeners follow fd 3.
 //   environment              POSTERN_CONFIG_DIR
 //   credentials              mail_owner (master dropped them before exec) unless
 //                            master.cf says unpriv=n.
@@ -46,6 +47,7 @@ struct DaemonStatus {
 struct DaemonArgs {
   std::string service;     // -n
   std::string type;        // -t (inet, unix, ...)
+  int listen_count = 0;    // -s
   std::string config_dir;  // -c, else $POSTERN_CONFIG_DIR
   std::vector<std::pair<std::string, std::string>> overrides;  // -o name=value
   int verbose = 0;                                              // -v
@@ -58,8 +60,8 @@ DaemonArgs parse_daemon_args(int argc, char** argv);
 // The configuration a child runs with: main.cf plus its -o overrides.
 Config load_daemon_config(const DaemonArgs& args);
 
-// The listening sockets master passed: fd 4 and every open fd after it.
-std::vector<UniqueFd> take_listeners();
+// The listening sockets master passed: count fds from fd 4 on (each must be open).
+std::vector<UniqueFd> take_listeners(int count);
 
 // The one privilege-drop sequence: setgroups, setresgid, setresuid, then proof
 // that root cannot be regained (a panic if it can).  Throws SystemError.
