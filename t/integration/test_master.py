@@ -149,13 +149,13 @@ def inst(run, tmp_path):
 
 
 def alive(pid):
+    """True while pid runs; a zombie, or a process reaped while we look, is dead."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    # A zombie is dead for our purposes.
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_start_status_stop_and_one_master_per_spool(inst):

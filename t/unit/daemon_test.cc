@@ -29,9 +29,10 @@ DaemonArgs parse(std::vector<std::string> words) {
   return parse_daemon_args(static_cast<int>(argv.size()), argv.data());
 }
 
-// Starts run_single_server in a child with fd 3 = status, fd 4 = listener; every
-// client gets "hello from PID\n". Returns the child's pid. A child that does not
-// retire in 20 s is killed by SIGALRM, so a broken limit fails the test, not hangs it.
+// Starts this test binary again as the echo daemon (see main.cc) with fd 3 =
+// status, fd 4 = listener and master's arguments. Every client gets "hello from
+// PID as SERVICE\n". A daemon that does not retire in 20 s is killed by SIGALRM,
+// so a broken limit fails the test rather than hanging it.
 pid_t start_daemon(const TempDir& dir, int status_fd, int listen_fd) {
   std::fflush(nullptr);
   pid_t pid = ::fork();
@@ -44,11 +45,9 @@ pid_t start_daemon(const TempDir& dir, int status_fd, int listen_fd) {
   std::vector<char*> argv;
   for (auto& w : words) argv.push_back(w.data());
   argv.push_back(nullptr);
-  int rc = run_single_server(static_cast<int>(words.size()), argv.data(), [](UniqueFd client, const DaemonContext& c) {
-    std::string reply = "hello from " + std::to_string(::getpid()) + " as " + c.args.service + "\n";
-    write_all(client.get(), reply);
-  });
-  ::_exit(rc);
+  ::setenv("POSTERN_UNIT_TEST_DAEMON", "1", 1);
+  ::execv("/proc/self/exe", argv.data());
+  ::_exit(127);
 }
 
 int wait_exit(pid_t pid) {
@@ -64,6 +63,13 @@ std::string ask(const std::string& socket_path) {
 }
 
 }  // namespace
+
+int echo_daemon_main(int argc, char** argv) {
+  return run_single_server(argc, argv, [](UniqueFd client, const DaemonContext& c) {
+    std::string reply = "hello from " + std::to_string(::getpid()) + " as " + c.args.service + "\n";
+    write_all(client.get(), reply);
+  });
+}
 
 TEST_CASE("daemon arguments as master passes them", "[daemon]") {
   DaemonArgs a = parse({"smtpd", "-n", "submission", "-t", "inet", "-s", "2", "-c", "/etc/x", "-o", "max_use=5",
