@@ -27,7 +27,7 @@ LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || ech
 
 # Programs: one folder each, with its main.cc. Commands are installed in sbin,
 # daemons in daemon_directory ($PREFIX/lib/postern), where master finds them.
-COMMANDS := postconf postmap postalias postern postcat postsuper postqueue
+COMMANDS := postconf postmap postalias postern postcat postsuper postqueue sendmail
 DAEMONS  := master
 PROGRAMS := $(COMMANDS) $(DAEMONS)
 # Programs also run under another name (they look at argv[0]): link:program.
@@ -100,6 +100,7 @@ install: all man
 	           $(DESTDIR)$(PREFIX)/share/doc/postern $(MANDIR)/man1 $(MANDIR)/man5
 	for p in $(COMMANDS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
 	for p in $(DAEMONS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/lib/postern/$$p; done
+	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/lib/sendmail
 	for a in $(ALIASES); do link=$${a%%:*}; prog=$${a#*:}; \
 	  ln -sf $$prog $(DESTDIR)$(PREFIX)/sbin/$$link; ln -sf ../sbin/$$prog $(DESTDIR)$(PREFIX)/bin/$$link; \
 	done
@@ -114,6 +115,7 @@ install: all man
 uninstall:
 	for p in $(COMMANDS) $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p; done
 	for p in $(DAEMONS); do rm -f $(DESTDIR)$(PREFIX)/lib/postern/$$p; done
+	rm -f $(DESTDIR)$(PREFIX)/lib/sendmail
 	for p in $(LINKS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$p; done
 	for p in $(COMMANDS); do rm -f $(MANDIR)/man1/$$p.1; done
 	rm -f $(MANDIR)/man5/postern-params.5

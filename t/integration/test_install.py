@@ -15,7 +15,8 @@ def test_install_and_uninstall(tmp_path):
     r = make("install", f"DESTDIR={stage}", "PREFIX=/usr")
     assert r.returncode == 0, r.stderr
     assert os.access(stage / "usr/lib/postern/master", os.X_OK)
-    for prog in ("postconf", "postmap", "postalias", "postern", "postcat", "postsuper", "postqueue"):
+    assert (stage / "usr/lib/sendmail").resolve() == (stage / "usr/sbin/sendmail").resolve()
+    for prog in ("postconf", "postmap", "postalias", "postern", "postcat", "postsuper", "postqueue", "sendmail"):
         path = stage / "usr/sbin" / prog
         assert os.access(path, os.X_OK), prog
         assert (stage / "usr/share/man/man1" / f"{prog}.1").read_text().startswith(".TH")
@@ -37,6 +38,7 @@ def test_install_and_uninstall(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not (stage / "usr/sbin/postconf").exists()
     assert not (stage / "usr/lib/postern/master").exists()
+    assert not os.path.lexists(stage / "usr/lib/sendmail")
     assert not os.path.lexists(stage / "usr/bin/newaliases")
     assert not os.path.lexists(stage / "usr/sbin/mailq")
     assert not (stage / "usr/share/man/man1/postmap.1").exists()
