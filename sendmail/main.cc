@@ -6,8 +6,9 @@
 // Reads a message from standard input and puts it, with its envelope, into the
 // maildrop queue as one complete queue file (owner-execute bit and END record,
 // fsynced, renamed to its queue ID, the folder fsynced) before it exits 0; the
-// pickup service moves it on from there. Until it runs, mailq shows the message
-// in maildrop. On every failure nothing is left in maildrop.
+// pickup service moves it on from there; sendmail wakes it by connecting to
+// public/pickup. Until it runs, mailq shows the message in maildrop. On every
+// failure nothing is left in maildrop.
 //
 // Input: up to the end of input, or up to a line with a single "." unless -i
 // (or -oi) is given. Every line end (LF or CRLF) is stored as LF, and a last line
@@ -63,6 +64,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -78,6 +80,7 @@
 #include "util/cli.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/socket.h"
 #include "util/strings.h"
 
 namespace postern {
@@ -454,6 +457,8 @@ int enqueue(const CommandLine& cl, const Config& config) {
   for (int s : kCleanupSignals) ::signal(s, on_signal);
   try {
     std::string id = submit(cl, env, spool + "/maildrop", limit > 0 ? static_cast<uint64_t>(limit) : 0);
+    // Wake pickup (a connect is the trigger); if it is not running, master's wakeup will start it.
+    (void)connect_unix(spool + "/public/pickup", std::chrono::milliseconds(100));
     log_debug("%s: queued in maildrop, from=<%s>", id.c_str(), env.sender.c_str());
     return 0;
   } catch (const Refusal& r) {

@@ -3,6 +3,7 @@ configuration directory per test, and a helper that runs a Postern program the w
 a user would (real processes, real files)."""
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -13,6 +14,16 @@ BIN = os.path.join(BUILD, "bin")
 
 def program(name):
     return os.path.join(BIN, name)
+
+
+def wait_for(predicate, timeout=10.0):
+    """Polls predicate until it is true or timeout seconds pass; returns its last answer."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
 
 
 class Runner:

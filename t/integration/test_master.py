@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import program
+from conftest import wait_for, program
 
 ECHOD = r'''#!/usr/bin/python3
 # Records its start, then answers every client on fd 4 with its name, pid and uid.
@@ -69,13 +69,6 @@ def refused(port, timeout=5.0):
     return False
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 class Instance:

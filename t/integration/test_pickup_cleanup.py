@@ -1,0 +1,177 @@
+"""pickup and cleanup with real processes under master: sendmail drops a message
+in maildrop, pickup hands it to cleanup, cleanup writes it to incoming with the
+headers it adds.  A message cleanup refuses for good goes to corrupt, once; a
+cleanup killed with SIGKILL is restarted by master and nothing is lost or doubled."""
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+import pytest
+
+from conftest import Runner, program, wait_for
+
+MASTER_CF = "pickup unix n - n 1 1 pickup\ncleanup unix n - n - 0 cleanup\n"
+
+
+
+
+class Instance:
+    """A whole system in a folder every daemon can read, as mail_owner may not be us."""
+
+    def __init__(self):
+        self.base = tempfile.mkdtemp(prefix="postern-pickup-")
+        os.chmod(self.base, 0o755)
+        self.confdir = os.path.join(self.base, "etc")
+        self.spool = os.path.join(self.base, "spool")
+        self.daemons = os.path.join(self.base, "daemons")
+        self.maillog = os.path.join(self.base, "maillog")
+        for d in (self.confdir, self.daemons):
+            os.mkdir(d)
+            os.chmod(d, 0o755)
+        for name in ("master", "pickup", "cleanup"):
+            shutil.copy(program(name), os.path.join(self.daemons, name))
+        with open(self.maillog, "w"):
+            pass
+        os.chmod(self.maillog, 0o666)
+        if os.geteuid() == 0:
+            owner, group = "nobody", "mail"
+        else:
+            owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+        self.main_cf = ("queue_directory = %s\ndaemon_directory = %s\nmail_owner = %s\nsetgid_group = %s\n"
+                        "maillog_file = %s\nmyhostname = mail.example.com\nmessage_size_limit = 20000\n"
+                        % (self.spool, self.daemons, owner, group, self.maillog))
+        with open(os.path.join(self.confdir, "main.cf"), "w") as f:
+            f.write(self.main_cf)
+        with open(os.path.join(self.confdir, "master.cf"), "w") as f:
+            f.write(MASTER_CF)
+        self.run = Runner(self.confdir)
+
+    def start(self):
+        r = self.run("postern", "-c", self.confdir, "start")
+        assert r.returncode == 0, r.stderr
+
+    def queue(self, name):
+        return sorted(n for n in os.listdir(os.path.join(self.spool, name)) if not n.startswith("tmp."))
+
+    def log(self):
+        with open(self.maillog) as f:
+            return f.read()
+
+    def sendmail(self, *args, input):
+        r = self.run("sendmail", *args, input=input)
+        assert r.returncode == 0, r.stderr
+
+    def postcat(self, qid):
+        r = self.run("postcat", "-q", qid)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def pids(self, name):
+        """The processes running daemons/NAME."""
+        path = os.path.join(self.daemons, name)
+        found = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                if os.readlink("/proc/%s/exe" % p) == path:
+                    found.append(int(p))
+            except OSError:
+                pass
+        return found
+
+    def stop(self):
+        self.run("postern", "-c", self.confdir, "stop")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture
+def inst():
+    i = Instance()
+    yield i
+    i.stop()
+
+
+def test_sendmail_message_moves_to_incoming_with_added_headers(inst):
+    inst.start()
+    inst.sendmail("-F", "Alice Liddell", "bob@example.net", "carol", input="Subject: hello\n\nbody text\n")
+    assert wait_for(lambda: inst.queue("incoming") and not inst.queue("maildrop")), inst.log()
+    [qid] = inst.queue("incoming")
+    out = inst.postcat(qid)
+    env, content = out.split("*** MESSAGE CONTENTS", 1)
+    assert "recipient: bob@example.net\n" in env
+    assert "recipient: carol@mail.example.com\n" in env  # qualified with @$myorigin
+    assert env.count("recipient:") == 2
+    uid = os.getuid()
+    assert "Received: by mail.example.com (Postern, from userid %d)\n\tid %s; " % (uid, qid) in content
+    assert "\nSubject: hello\n" in content
+    assert "\nDate: " in content
+    assert "\nMessage-Id: <" in content and ".%s@mail.example.com>" % qid in content
+    login = pwd.getpwuid(uid).pw_name
+    assert "\nFrom: Alice Liddell <%s@mail.example.com>\n" % login in content
+    assert "\n\nbody text\n" in content
+    log = inst.log()
+    assert "%s: uid=%d from=<%s@mail.example.com>" % (qid, uid, login) in log
+    assert "%s: message-id=<" % qid in log
+    mode = os.stat(os.path.join(inst.spool, "incoming", qid)).st_mode & 0o777
+    assert mode == 0o700  # complete
+
+
+def test_several_messages_and_existing_headers_kept(inst):
+    inst.start()
+    for i in range(5):
+        inst.sendmail("-t", input="To: r%d@example.net\nMessage-ID: <m%d@example.org>\nSubject: n%d\n\nbody %d\n"
+                      % (i, i, i, i))
+    assert wait_for(lambda: len(inst.queue("incoming")) == 5 and not inst.queue("maildrop")), inst.log()
+    seen = set()
+    for qid in inst.queue("incoming"):
+        out = inst.postcat(qid)
+        assert out.count("Message-I") == 1  # kept, not added
+        i = int(out.split("Subject: n")[1][0])
+        assert "Message-ID: <m%d@example.org>" % i in out and "r%d@example.net" % i in out
+        seen.add(i)
+    assert seen == set(range(5))
+
+
+def test_message_over_size_limit_goes_to_corrupt_once(inst):
+    inst.start()
+    # sendmail refuses it under this configuration: write it with a larger limit.
+    bigconf = os.path.join(inst.base, "etc-big")
+    os.mkdir(bigconf)
+    with open(os.path.join(bigconf, "main.cf"), "w") as f:
+        f.write(inst.main_cf.replace("message_size_limit = 20000", "message_size_limit = 0"))
+    r = Runner(bigconf)("sendmail", "bob@example.net", input="Subject: big\n\n" + ("x" * 99 + "\n") * 300)
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: inst.queue("corrupt") and not inst.queue("maildrop")), inst.log()
+    assert inst.queue("incoming") == []
+    assert len(inst.queue("corrupt")) == 1
+    time.sleep(2.5)  # more wakeups: no loop, no second refusal
+    log = inst.log()
+    assert log.count("5.3.4 message file too big") == 2, log  # cleanup's and pickup's line, once each
+    # The system still works.
+    inst.sendmail("bob@example.net", input="Subject: small\n\nok\n")
+    assert wait_for(lambda: len(inst.queue("incoming")) == 1), inst.log()
+
+
+def test_cleanup_killed_is_restarted_and_nothing_is_lost(inst):
+    inst.start()
+    inst.sendmail("a@example.net", input="Subject: one\n\n1\n")
+    assert wait_for(lambda: len(inst.queue("incoming")) == 1), inst.log()
+    pids = inst.pids("cleanup")
+    assert pids
+    for p in pids:
+        os.kill(p, signal.SIGKILL)
+    assert wait_for(lambda: not set(inst.pids("cleanup")) & set(pids))
+    inst.sendmail("b@example.net", input="Subject: two\n\n2\n")
+    inst.sendmail("c@example.net", input="Subject: three\n\n3\n")
+    assert wait_for(lambda: len(inst.queue("incoming")) == 3 and not inst.queue("maildrop")), inst.log()
+    time.sleep(1.5)
+    assert len(inst.queue("incoming")) == 3
+    subjects = sorted(inst.postcat(q).split("Subject: ")[1].split("\n")[0] for q in inst.queue("incoming"))
+    assert subjects == ["one", "three", "two"]
+    assert set(inst.pids("cleanup")).isdisjoint(pids)
