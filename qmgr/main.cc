@@ -432,24 +432,10 @@ class Qmgr {
 };
 
 int run(int argc, char** argv) {
-  DaemonArgs args;
+  DaemonStartup d = start_daemon(argc, argv);
+  const Config& config = d.config;
+  const std::vector<UniqueFd>& listeners = d.listeners;
   try {
-    args = parse_daemon_args(argc, argv);
-  } catch (const UsageError& e) {
-    log_init("qmgr", LogSink::kCommandLine);
-    log_fatal("%s", e.what());
-  }
-  log_init(args.service, LogSink::kSyslog);
-  try {
-    Config config = load_daemon_config(args);
-    std::string maillog = config.str("maillog_file");
-    if (!maillog.empty()) log_init(args.service, LogSink::kFile, maillog);
-    log_set_verbose(args.verbose);
-    auto problems = config.check();
-    if (!problems.empty()) log_fatal("%s", problems.front().c_str());
-    std::vector<UniqueFd> listeners = take_listeners(args.listen_count);
-    if (listeners.empty()) log_fatal("no listening socket on fd %d: not started by master?", kFirstListenFd);
-
     EventLoop loop;
     Qmgr qmgr(loop, config);
     std::vector<std::unique_ptr<IoWatcher>> watchers;

@@ -88,7 +88,7 @@ void StatusReporter::send(const char* status) {
   if (n != ssize_t(frame->size())) log_fatal("master went away (status pipe: %m)");
 }
 
-int run_single_server(int argc, char** argv, const ClientHandler& serve) {
+DaemonStartup start_daemon(int argc, char** argv) {
   DaemonArgs args;
   try {
     args = parse_daemon_args(argc, argv);
@@ -104,11 +104,24 @@ int run_single_server(int argc, char** argv, const ClientHandler& serve) {
     log_set_verbose(args.verbose);
     auto problems = config.check();
     if (!problems.empty()) log_fatal("%s", problems.front().c_str());
-
-    const int64_t max_use = config.integer("max_use");
-    const auto max_idle = std::chrono::seconds(config.seconds("max_idle"));
     std::vector<UniqueFd> listeners = take_listeners(args.listen_count);
     if (listeners.empty()) log_fatal("no listening socket on fd %d: not started by master?", kFirstListenFd);
+    return DaemonStartup{std::move(args), std::move(config), std::move(listeners)};
+  } catch (const ConfigError& e) {
+    log_fatal("%s", e.what());
+  } catch (const SystemError& e) {
+    log_fatal("%s", e.what());
+  }
+}
+
+int run_single_server(int argc, char** argv, const ClientHandler& serve) {
+  DaemonStartup d = start_daemon(argc, argv);
+  const DaemonArgs& args = d.args;
+  const Config& config = d.config;
+  const std::vector<UniqueFd>& listeners = d.listeners;
+  try {
+    const int64_t max_use = config.integer("max_use");
+    const auto max_idle = std::chrono::seconds(config.seconds("max_idle"));
 
     EventLoop loop;
     StatusReporter status;

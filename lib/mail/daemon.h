@@ -79,6 +79,16 @@ class StatusReporter {
   int fd_;
 };
 
+// What every daemon does first: parse master's arguments, set up logging, load
+// its configuration and refuse to start on any problem in it, and take the
+// listeners. Any failure ends the process through log_fatal ("file:line: what").
+struct DaemonStartup {
+  DaemonArgs args;
+  Config config;
+  std::vector<UniqueFd> listeners;
+};
+DaemonStartup start_daemon(int argc, char** argv);
+
 struct DaemonContext {
   const DaemonArgs& args;
   const Config& config;
