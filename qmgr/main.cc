@@ -435,7 +435,7 @@ int run(int argc, char** argv) {
   DaemonStartup d = start_daemon(argc, argv);
   const Config& config = d.config;
   const std::vector<UniqueFd>& listeners = d.listeners;
-  try {
+  return run_daemon_body([&] {
     EventLoop loop;
     Qmgr qmgr(loop, config);
     std::vector<std::unique_ptr<IoWatcher>> watchers;
@@ -454,11 +454,7 @@ int run(int argc, char** argv) {
     qmgr.start();
     loop.run();
     return 0;
-  } catch (const ConfigError& e) {
-    log_fatal("%s", e.what());
-  } catch (const SystemError& e) {
-    log_fatal("%s", e.what());
-  }
+  });
 }
 
 }  // namespace

@@ -97,7 +97,7 @@ DaemonStartup start_daemon(int argc, char** argv) {
     log_fatal("%s", e.what());
   }
   log_init(args.service, LogSink::kSyslog);
-  try {
+  return run_daemon_body([&] {
     Config config = load_daemon_config(args);
     std::string maillog = config.str("maillog_file");
     if (!maillog.empty()) log_init(args.service, LogSink::kFile, maillog);
@@ -107,11 +107,7 @@ DaemonStartup start_daemon(int argc, char** argv) {
     std::vector<UniqueFd> listeners = take_listeners(args.listen_count);
     if (listeners.empty()) log_fatal("no listening socket on fd %d: not started by master?", kFirstListenFd);
     return DaemonStartup{std::move(args), std::move(config), std::move(listeners)};
-  } catch (const ConfigError& e) {
-    log_fatal("%s", e.what());
-  } catch (const SystemError& e) {
-    log_fatal("%s", e.what());
-  }
+  });
 }
 
 int run_single_server(int argc, char** argv, const ClientHandler& serve) {
@@ -119,7 +115,7 @@ int run_single_server(int argc, char** argv, const ClientHandler& serve) {
   const DaemonArgs& args = d.args;
   const Config& config = d.config;
   const std::vector<UniqueFd>& listeners = d.listeners;
-  try {
+  return run_daemon_body([&] {
     const int64_t max_use = config.integer("max_use");
     const auto max_idle = std::chrono::seconds(config.seconds("max_idle"));
 
@@ -152,11 +148,7 @@ int run_single_server(int argc, char** argv, const ClientHandler& serve) {
     idle_timer.start_once(max_idle);
     loop.run();
     return 0;
-  } catch (const ConfigError& e) {
-    log_fatal("%s", e.what());
-  } catch (const SystemError& e) {
-    log_fatal("%s", e.what());
-  }
+  });
 }
 
 }  // namespace postern

@@ -28,7 +28,9 @@
 
 #include "mail/config.h"
 #include "util/codec.h"
+#include "util/error.h"
 #include "util/fd.h"
+#include "util/log.h"
 
 namespace postern {
 
@@ -88,6 +90,19 @@ struct DaemonStartup {
   std::vector<UniqueFd> listeners;
 };
 DaemonStartup start_daemon(int argc, char** argv);
+
+// Runs a daemon's body; a configuration or system error that escapes it ends the
+// process through log_fatal, and master restarts the service.
+template <typename Body>
+auto run_daemon_body(Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const ConfigError& e) {
+    log_fatal("%s", e.what());
+  } catch (const SystemError& e) {
+    log_fatal("%s", e.what());
+  }
+}
 
 struct DaemonContext {
   const DaemonArgs& args;
