@@ -2,92 +2,22 @@
 in maildrop, pickup hands it to cleanup, cleanup writes it to incoming with the
 headers it adds.  A message cleanup refuses for good goes to corrupt, once; a
 cleanup killed with SIGKILL is restarted by master and nothing is lost or doubled."""
-import grp
 import os
 import pwd
-import shutil
 import signal
-import socket
-import tempfile
 import time
 
 import pytest
 
-from conftest import Runner, program, wait_for
+from conftest import Runner, wait_for
+from instance import MailInstance
 
 MASTER_CF = "pickup unix n - n 1 1 pickup\ncleanup unix n - n - 0 cleanup\n"
 
 
-
-
-class Instance:
-    """A whole system in a folder every daemon can read, as mail_owner may not be us."""
-
+class Instance(MailInstance):
     def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="postern-pickup-")
-        os.chmod(self.base, 0o755)
-        self.confdir = os.path.join(self.base, "etc")
-        self.spool = os.path.join(self.base, "spool")
-        self.daemons = os.path.join(self.base, "daemons")
-        self.maillog = os.path.join(self.base, "maillog")
-        for d in (self.confdir, self.daemons):
-            os.mkdir(d)
-            os.chmod(d, 0o755)
-        for name in ("master", "pickup", "cleanup"):
-            shutil.copy(program(name), os.path.join(self.daemons, name))
-        with open(self.maillog, "w"):
-            pass
-        os.chmod(self.maillog, 0o666)
-        if os.geteuid() == 0:
-            owner, group = "nobody", "mail"
-        else:
-            owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
-        self.main_cf = ("queue_directory = %s\ndaemon_directory = %s\nmail_owner = %s\nsetgid_group = %s\n"
-                        "maillog_file = %s\nmyhostname = mail.example.com\nmessage_size_limit = 20000\n"
-                        % (self.spool, self.daemons, owner, group, self.maillog))
-        with open(os.path.join(self.confdir, "main.cf"), "w") as f:
-            f.write(self.main_cf)
-        with open(os.path.join(self.confdir, "master.cf"), "w") as f:
-            f.write(MASTER_CF)
-        self.run = Runner(self.confdir)
-
-    def start(self):
-        r = self.run("postern", "-c", self.confdir, "start")
-        assert r.returncode == 0, r.stderr
-
-    def queue(self, name):
-        return sorted(n for n in os.listdir(os.path.join(self.spool, name)) if not n.startswith("tmp."))
-
-    def log(self):
-        with open(self.maillog) as f:
-            return f.read()
-
-    def sendmail(self, *args, input):
-        r = self.run("sendmail", *args, input=input)
-        assert r.returncode == 0, r.stderr
-
-    def postcat(self, qid):
-        r = self.run("postcat", "-q", qid)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    def pids(self, name):
-        """The processes running daemons/NAME."""
-        path = os.path.join(self.daemons, name)
-        found = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                if os.readlink("/proc/%s/exe" % p) == path:
-                    found.append(int(p))
-            except OSError:
-                pass
-        return found
-
-    def stop(self):
-        self.run("postern", "-c", self.confdir, "stop")
-        shutil.rmtree(self.base, ignore_errors=True)
+        super().__init__("postern-pickup-", ["pickup", "cleanup"], MASTER_CF, "message_size_limit = 20000\n")
 
 
 @pytest.fixture

@@ -3,53 +3,39 @@ qmgr -> local -> the user's Maildir or mbox.  Aliases expand, an unknown user ke
 the message in hold, a remote domain is deferred with its reason in mailq, and a
 local killed in the middle of a batch neither loses nor repeats a message."""
 import glob
-import grp
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import Runner, program, wait_for
+from conftest import wait_for
+from instance import ROOT, MailInstance
 
 MASTER_CF = ("pickup unix n - n 1 1 pickup\n"
              "cleanup unix n - n - 0 cleanup\n"
              "qmgr unix n - n 1 1 qmgr\n"
              "local unix - n n - - local\n")
 
-ROOT = os.geteuid() == 0
 
 
-class Instance:
-    """A whole system in a folder every daemon can read, with its own test users."""
+class Instance(MailInstance):
+    """The whole local mail path, with its own test users (as root) and aliases."""
 
     def __init__(self, mailbox):
-        self.base = tempfile.mkdtemp(prefix="postern-qmgr-")
-        os.chmod(self.base, 0o755)
-        self.confdir = os.path.join(self.base, "etc")
-        self.spool = os.path.join(self.base, "spool")
-        self.daemons = os.path.join(self.base, "daemons")
-        self.maillog = os.path.join(self.base, "maillog")
+        self.mailbox = mailbox
+        super().__init__("postern-qmgr-", ["pickup", "cleanup", "qmgr", "local"], MASTER_CF)
         self.mailspool = os.path.join(self.base, "mail")
         self.homes = os.path.join(self.base, "home")
-        for d in (self.confdir, self.daemons, self.mailspool, self.homes):
+        for d in (self.mailspool, self.homes):
             os.mkdir(d)
             os.chmod(d, 0o755)
         os.chmod(self.mailspool, 0o1777)
-        for name in ("master", "pickup", "cleanup", "qmgr", "local"):
-            shutil.copy(program(name), os.path.join(self.daemons, name))
-        with open(self.maillog, "w"):
-            pass
-        os.chmod(self.maillog, 0o666)
-        self.mailbox = mailbox
         self.users = []
         if ROOT:
-            owner, group = "nobody", "mail"
             tag = "%05d" % (os.getpid() % 100000)
             for n in ("a", "b", "c"):
                 name = "pq%s%s" % (n, tag)
@@ -59,51 +45,26 @@ class Instance:
                 assert r.returncode == 0, r.stderr
                 self.users.append(name)
         else:
-            owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
-            self.users = [owner]
+            self.users = [self.owner]
         self.aliases = os.path.join(self.confdir, "aliases")
         with open(self.aliases, "w") as f:
             f.write("team: %s\n" % ", ".join(self.users[:2] if ROOT else self.users))
             f.write("lead: team\n")
             f.write("pipe: |/bin/cat\n")
         home_mailbox = "Maildir/" if mailbox == "maildir" else ""
-        self.main_cf = ("queue_directory = %s\ndaemon_directory = %s\nmail_owner = %s\nsetgid_group = %s\n"
-                        "maillog_file = %s\nmyhostname = mail.example.com\nmydestination = $myhostname, localhost\n"
-                        "alias_maps = hash:%s\nhome_mailbox = %s\nmail_spool_directory = %s\n"
-                        "recipient_delimiter = +\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n"
-                        "queue_run_delay = 1s\n"
-                        % (self.spool, self.daemons, owner, group, self.maillog, self.aliases, home_mailbox,
-                           self.mailspool))
+        self.main_cf += ("mydestination = $myhostname, localhost\nalias_maps = hash:%s\nhome_mailbox = %s\n"
+                         "mail_spool_directory = %s\nrecipient_delimiter = +\nminimal_backoff_time = 1s\n"
+                         "maximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
+                         % (self.aliases, home_mailbox, self.mailspool))
         with open(os.path.join(self.confdir, "main.cf"), "w") as f:
             f.write(self.main_cf)
-        with open(os.path.join(self.confdir, "master.cf"), "w") as f:
-            f.write(MASTER_CF)
-        self.run = Runner(self.confdir)
         # Not as root the mail goes to our own Maildir, which may hold older messages.
         self.before = set(self.maildir_files(self.users[0]))
         r = self.run("postalias", self.aliases)
         assert r.returncode == 0, r.stderr
 
-    def start(self):
-        r = self.run("postern", "-c", self.confdir, "start")
-        assert r.returncode == 0, r.stderr
-
-    def queue(self, name):
-        path = os.path.join(self.spool, name)
-        if not os.path.isdir(path):
-            return []
-        return sorted(n for n in os.listdir(path) if not n.startswith("tmp."))
-
     def queued(self):
         return sum(len(self.queue(q)) for q in ("maildrop", "incoming", "active", "deferred", "hold"))
-
-    def log(self):
-        with open(self.maillog) as f:
-            return f.read()
-
-    def sendmail(self, *args, input):
-        r = self.run("sendmail", *args, input=input)
-        assert r.returncode == 0, r.stderr
 
     def messages(self, user):
         """The texts of the messages in user's mailbox, in no particular order."""
@@ -127,25 +88,11 @@ class Instance:
         return glob.glob(os.path.join(home, "Maildir", "new", "*")) + \
             glob.glob(os.path.join(home, "Maildir", "cur", "*"))
 
-    def pids(self, name):
-        path = os.path.join(self.daemons, name)
-        found = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                if os.readlink("/proc/%s/exe" % p) == path:
-                    found.append(int(p))
-            except OSError:
-                pass
-        return found
-
     def stop(self):
-        self.run("postern", "-c", self.confdir, "stop")
+        super().stop()
         if ROOT:
             for u in self.users:
                 subprocess.run(["userdel", "-r", u], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture(params=["maildir", "mbox"])
