@@ -84,14 +84,26 @@ Outcome worse(const Outcome& a, const Outcome& b) {
   return r;
 }
 
+// alias_maps, opened once per process: hash: tables follow a rebuild by themselves,
+// so one delivery request after another needs no reopening. A table that cannot
+// be opened throws (the request is deferred) and is tried again next time.
+TableList* process_aliases(const Config& config) {
+  static std::optional<TableList> aliases;
+  static bool opened = false;
+  if (!opened) {
+    std::string maps = config.str("alias_maps");
+    if (!maps.empty()) aliases.emplace(maps);
+    opened = true;
+  }
+  return aliases ? &*aliases : nullptr;
+}
+
 class Agent {
  public:
   Agent(const Config& config, const DeliveryRequest& request, const QueueFile& file)
-      : request_(request) {
+      : request_(request), aliases_(process_aliases(config)) {
     for (const auto& d : config.list("mydestination")) mydestination_.insert(lowercase(d));
     delimiters_ = config.str("recipient_delimiter");
-    std::string maps = config.str("alias_maps");
-    if (!maps.empty()) aliases_.emplace(maps);
     myorigin_ = config.str("myorigin");
     home_mailbox_ = config.str("home_mailbox");
     spool_dir_ = config.str("mail_spool_directory");
@@ -229,7 +241,7 @@ class Agent {
   const DeliveryRequest& request_;
   std::set<std::string> mydestination_;
   std::string delimiters_;
-  std::optional<TableList> aliases_;
+  TableList* aliases_;
   std::string myorigin_;
   std::string home_mailbox_;
   std::string spool_dir_;
