@@ -84,7 +84,7 @@ unit: all
 integration: all
 	BUILD=$(BUILD) tools/run-tests integration
 
-# Validates and prints the embedded default configuration (master comes later).
+# Sets up an instance on the embedded default in ./run and runs it in the foreground.
 run: all
 	BUILD=$(BUILD) tools/run-instance
 

@@ -2,15 +2,24 @@
 //   postern [-c dir] start    checks the configuration, creates the spool tree when
 //                             it is missing and starts master; returns when master
 //                             is ready (0) or could not start (1)
+//   postern [-c dir] start-fg as start, but master stays in the foreground (as
+//                             Postfix's start-fg: for containers, supervisors and
+//                             `make run`); logs go to maillog_file, else the terminal
 //   postern [-c dir] stop     asks master to stop (SIGTERM) and waits until it has
 //   postern [-c dir] reload   asks master to re-read main.cf and master.cf (SIGHUP)
 //   postern [-c dir] status   "postern is running as PID N" (0) or
 //                             "postern is not running" (1)
 //   postern [-c dir] check    checks the configuration and the spool tree's owners
-//                             and modes, and corrects what it can
+//                             and modes, and corrects what it can; run by root, it
+//                             first creates mail_owner (a system user with its own
+//                             group, no home, no login shell) and setgid_group (a
+//                             system group) when they do not exist, with useradd and
+//                             groupadd, as Postfix's packages do at installation
 // master is $daemon_directory/master; the running one is found through the lock
 // on queue_directory/pid/master.pid.
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +37,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/process.h"
 
 using namespace postern;
 
@@ -72,7 +82,7 @@ SpoolOwners owners_for(const Config& config) {
   return *owners;
 }
 
-int start(const Config& config) {
+int start(const Config& config, bool foreground) {
   if (pid_t pid = running_master(config)) {
     log_error("the mail system is already running as PID %d", int(pid));
     return 1;
@@ -80,6 +90,11 @@ int start(const Config& config) {
   create_spool(config.str("queue_directory"), owners_for(config));
   std::string master = config.str("daemon_directory") + "/master";
   std::string dir = config.dir();
+  if (foreground) {
+    log_info("starting the mail system in the foreground");
+    ::execl(master.c_str(), "master", "-c", dir.c_str(), "-d", static_cast<char*>(nullptr));
+    throw SystemError(errno, "exec " + master);
+  }
   pid_t pid = check_sys(::fork(), "fork");
   if (pid == 0) {
     ::execl(master.c_str(), "master", "-c", dir.c_str(), static_cast<char*>(nullptr));
@@ -136,7 +151,29 @@ int status(const Config& config) {
   return 1;
 }
 
+// Creates mail_owner and setgid_group when they are missing (root only).
+// Returns false when one is missing and could not be created.
+bool create_missing_accounts(const Config& config) {
+  std::string owner = config.str("mail_owner");
+  std::string group = config.str("setgid_group");
+  bool ok = true;
+  if (!::getgrnam(group.c_str())) {
+    log_warn("creating the group %s (setgid_group)", group.c_str());
+    ok = run_program({"/usr/sbin/groupadd", "--system", group}) == 0 && ok;
+  }
+  if (!::getpwnam(owner.c_str())) {
+    log_warn("creating the user %s (mail_owner)", owner.c_str());
+    ok = run_program({"/usr/sbin/useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                      "/nonexistent", "--shell", "/usr/sbin/nologin", "--comment", "Postern mail system", owner}) ==
+             0 &&
+         ok;
+  }
+  if (!ok) log_error("could not create mail_owner %s or setgid_group %s", owner.c_str(), group.c_str());
+  return ok;
+}
+
 int check(const Config& config) {
+  if (::geteuid() == 0 && !create_missing_accounts(config)) return 1;
   std::string spool = config.str("queue_directory");
   SpoolOwners owners = owners_for(config);
   auto problems = check_spool(spool, owners);
@@ -148,6 +185,8 @@ int check(const Config& config) {
   return problems.empty() ? 0 : 1;
 }
 
+constexpr const char* kUsage = "usage: postern [-c dir] start|start-fg|stop|reload|status|check";
+
 int run(int argc, char** argv) {
   std::string dir;
   std::string verb;
@@ -155,15 +194,16 @@ int run(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "-c" && i + 1 < argc) dir = argv[++i];
     else if (verb.empty() && !a.empty() && a[0] != '-') verb = a;
-    else throw UsageError("usage: postern [-c dir] start|stop|reload|status|check");
+    else throw UsageError(kUsage);
   }
   Config config = checked_config(Config::choose_dir(dir));
-  if (verb == "start") return start(config);
+  if (verb == "start") return start(config, false);
+  if (verb == "start-fg") return start(config, true);
   if (verb == "stop") return stop(config);
   if (verb == "reload") return reload(config);
   if (verb == "status") return status(config);
   if (verb == "check") return check(config);
-  throw UsageError("usage: postern [-c dir] start|stop|reload|status|check");
+  throw UsageError(kUsage);
 }
 
 }  // namespace

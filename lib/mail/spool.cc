@@ -96,12 +96,12 @@ Result<SpoolOwners> spool_owners(const Config& config) {
   std::string user = config.str("mail_owner");
   std::string group = config.str("setgid_group");
   struct passwd* pw = ::getpwnam(user.c_str());
-  if (!pw) return fail("mail_owner: unknown user " + user);
+  if (!pw) return fail("mail_owner: unknown user " + user + " (run as root, postern check creates it)");
   if (pw->pw_uid == 0) return fail("mail_owner must not be root");
   owners.owner = pw->pw_uid;
   owners.group = pw->pw_gid;
   struct group* gr = ::getgrnam(group.c_str());
-  if (!gr) return fail("setgid_group: unknown group " + group);
+  if (!gr) return fail("setgid_group: unknown group " + group + " (run as root, postern check creates it)");
   if (gr->gr_gid == 0 || gr->gr_gid == pw->pw_gid) return fail("setgid_group must be a group of its own");
   owners.setgid_group = gr->gr_gid;
   return owners;
