@@ -27,7 +27,7 @@ LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || ech
 
 # Programs: one folder each, with its main.cc. Commands are installed in sbin,
 # daemons in daemon_directory ($PREFIX/lib/postern), where master finds them.
-COMMANDS := postconf postmap postalias postern postcat postsuper postqueue sendmail
+COMMANDS := postconf postmap postalias postern postcat postsuper postqueue sendmail postdrop
 DAEMONS  := master pickup cleanup qmgr local
 PROGRAMS := $(COMMANDS) $(DAEMONS)
 # Programs also run under another name (they look at argv[0]): link:program.
@@ -99,6 +99,10 @@ install: all man
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/postern $(DESTDIR)/etc/postern \
 	           $(DESTDIR)$(PREFIX)/share/doc/postern $(MANDIR)/man1 $(MANDIR)/man5
 	for p in $(COMMANDS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done
+	@# postdrop is set-gid setgid_group (postdrop), the one way into maildrop for users.
+	if [ "$$(id -u)" = 0 ]; then getent group postdrop >/dev/null || groupadd --system postdrop; \
+	  chgrp postdrop $(DESTDIR)$(PREFIX)/sbin/postdrop && chmod 2755 $(DESTDIR)$(PREFIX)/sbin/postdrop; \
+	else echo "not root: $(DESTDIR)$(PREFIX)/sbin/postdrop is not set-gid postdrop; users cannot submit mail"; fi
 	for p in $(DAEMONS); do install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(PREFIX)/lib/postern/$$p; done
 	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/lib/sendmail
 	for a in $(ALIASES); do link=$${a%%:*}; prog=$${a#*:}; \

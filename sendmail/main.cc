@@ -49,17 +49,20 @@
 // 75 (EX_TEMPFAIL) when the queue file cannot be written (maildrop missing or not
 // writable, disk full): try again later.
 //
-// Installation: maildrop is mode 1730, group setgid_group, so sendmail is
-// installed set-gid setgid_group, as Postfix's postdrop. It never runs set-uid:
-// installed set-uid root it drops that at once. It gives up the set-gid group
-// when -c, -C or POSTERN_CONFIG_DIR names the configuration (other than for
-// root) and before it runs any other program. Addresses never pass through a
-// shell.
+// Privilege: none.  maildrop is mode 1730, group setgid_group: sendmail writes
+// there itself only when it may (root, mail_owner); for everyone else it builds
+// the queue file in a private temporary file ($TMPDIR, else /tmp) and runs
+// $command_directory/postdrop, the set-gid helper, with it on standard input;
+// postdrop's exit status is then sendmail's.  Installed set-uid root it drops
+// that at once; should it be installed set-gid it gives the group up when -c,
+// -C or POSTERN_CONFIG_DIR names the configuration (other than for root) and
+// before it runs any other program.  Addresses never pass through a shell.
 #include <grp.h>
 #include <pwd.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -372,11 +375,40 @@ Envelope make_envelope(const CommandLine& cl, const Config& config) {
   return env;
 }
 
-// Writes the queue file and returns its queue ID.  Throws Refusal, or
-// SystemError when the system fails; either way the file is gone.
-std::string submit(const CommandLine& cl, const Envelope& env, const std::string& maildrop, uint64_t size_limit) {
+// Where the queue file goes: straight into maildrop when this process may write
+// there (root, mail_owner), else to a private temporary file that postdrop, the
+// set-gid helper, checks and copies into maildrop.
+struct DropTarget {
+  std::string maildrop;
+  bool direct = true;
+};
+
+// Runs postdrop with the finished queue file as its standard input; exits with
+// postdrop's status when it fails (it has said why).
+void run_postdrop(const Config& config, UniqueFd file) {
+  std::string path = config.str("command_directory") + "/postdrop";
+  std::string dir = config.dir();
+  pid_t pid = check_sys(::fork(), "fork");
+  if (pid == 0) {
+    if (::dup2(file.get(), STDIN_FILENO) < 0) ::_exit(EX_OSERR);
+    ::execl(path.c_str(), "postdrop", "-c", dir.c_str(), static_cast<char*>(nullptr));
+    std::fprintf(stderr, "sendmail: fatal: unable to execute %s: %s\n", path.c_str(), std::strerror(errno));
+    ::_exit(EX_UNAVAILABLE);
+  }
+  int status = 0;
+  check_sys(retry_eintr([&] { return ::waitpid(pid, &status, 0); }), "waitpid");
+  if (!WIFEXITED(status)) throw Refusal{EX_TEMPFAIL, "postdrop was killed"};
+  if (WEXITSTATUS(status) != 0) std::exit(WEXITSTATUS(status));
+}
+
+// Writes the queue file and returns its queue ID (empty when postdrop queued it).
+// Throws Refusal, or SystemError when the system fails; either way the file is gone.
+std::string submit(const CommandLine& cl, const Config& config, const Envelope& env, const DropTarget& target,
+                   uint64_t size_limit) {
+  const char* tmpdir = std::getenv("TMPDIR");
   // 0644: pickup, running as mail_owner, must be able to read what a user wrote.
-  QueueFileWriter writer(maildrop, 0644);
+  QueueFileWriter writer(target.direct ? target.maildrop : tmpdir && *tmpdir ? tmpdir : "/tmp",
+                         target.direct ? 0644 : 0600);
   if (writer.temp_path().size() < sizeof g_temp_path)
     std::memcpy(g_temp_path, writer.temp_path().c_str(), writer.temp_path().size() + 1);
   writer.set_sender(env.sender);
@@ -437,6 +469,10 @@ std::string submit(const CommandLine& cl, const Envelope& env, const std::string
   if (env.recipients.empty() && extracted.empty())
     throw Refusal{EX_USAGE, "No recipient addresses found in message header"};
 
+  if (!target.direct) {
+    run_postdrop(config, writer.finish_unnamed());
+    return {};
+  }
   SignalBlock block;
   writer.commit();
   // Queued: from here a signal must neither remove it nor report a failure.
@@ -456,10 +492,13 @@ int enqueue(const CommandLine& cl, const Config& config) {
 
   for (int s : kCleanupSignals) ::signal(s, on_signal);
   try {
-    std::string id = submit(cl, env, spool + "/maildrop", limit > 0 ? static_cast<uint64_t>(limit) : 0);
-    // Wake pickup (a connect is the trigger); if it is not running, master's wakeup will start it.
-    (void)connect_unix(spool + "/public/pickup", std::chrono::milliseconds(100));
-    log_debug("%s: queued in maildrop, from=<%s>", id.c_str(), env.sender.c_str());
+    DropTarget target{spool + "/maildrop", ::access((spool + "/maildrop").c_str(), W_OK | X_OK) == 0};
+    std::string id = submit(cl, config, env, target, limit > 0 ? static_cast<uint64_t>(limit) : 0);
+    if (target.direct) {
+      // Wake pickup (a connect is the trigger); if it is not running, master's wakeup will start it.
+      (void)connect_unix(spool + "/public/pickup", std::chrono::milliseconds(100));
+      log_debug("%s: queued in maildrop, from=<%s>", id.c_str(), env.sender.c_str());
+    }
     return 0;
   } catch (const Refusal& r) {
     log_fatal_status(r.status, "%s: %s", who.c_str(), r.message.c_str());

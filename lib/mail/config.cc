@@ -102,7 +102,7 @@ Config Config::defaults(const std::string& config_dir) { return Config(config_di
 std::string Config::choose_dir(const std::string& from_command_line) {
   if (!from_command_line.empty()) return from_command_line;
   if (const char* env = std::getenv("POSTERN_CONFIG_DIR"); env && *env) return env;
-  return "/etc/postern";
+  return kDefaultDir;
 }
 
 Config Config::load(const std::string& config_dir) {

@@ -31,8 +31,9 @@ class Config {
   static Config parse(const std::string& config_dir, const std::string& main_cf_text);
   // A configuration of defaults only, rooted at config_dir (for tests and tools).
   static Config defaults(const std::string& config_dir);
-  // -c DIR if given, else $POSTERN_CONFIG_DIR, else the compiled-in /etc/postern.
+  // -c DIR if given, else $POSTERN_CONFIG_DIR, else the compiled-in kDefaultDir.
   static std::string choose_dir(const std::string& from_command_line);
+  static constexpr const char* kDefaultDir = "/etc/postern";
 
   const std::string& dir() const { return dir_; }
   std::string main_cf_path() const { return dir_ + "/main.cf"; }

@@ -97,16 +97,6 @@ void pwrite_full(int fd, std::string_view data, uint64_t offset, const std::stri
   }
 }
 
-// rename(2) that never replaces an existing file; returns 0 or an errno value.
-int rename_noreplace(const std::string& from, const std::string& to) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS) return errno;
-  // A file system without RENAME_NOREPLACE: link() refuses an existing name too.
-  if (::link(from.c_str(), to.c_str()) < 0) return errno;
-  if (::unlink(from.c_str()) < 0) return errno;
-  return 0;
-}
-
 // Reads a file through a window, so that an envelope of many small records costs
 // few system calls.  Every read is bounded by the file size known at open.
 class WindowReader {
@@ -186,9 +176,6 @@ Result<QueueFile> QueueFile::open(const std::string& path, int flags, QueueFileS
     return fail(path + ": " + text);
   };
 
-  QueueFile qf;
-  qf.path_ = path;
-  qf.queue_id_ = basename_of(path);
   // O_NONBLOCK: a FIFO planted in a queue folder must not hang the reader.
   int fd = retry_eintr(
       [&] { return ::open(path.c_str(), (flags & O_ACCMODE) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK); });
@@ -198,7 +185,21 @@ Result<QueueFile> QueueFile::open(const std::string& path, int flags, QueueFileS
     if (err == ELOOP) return problem(QueueFileStatus::kCorrupt, "is a symbolic link");
     return problem(QueueFileStatus::kIoError, std::strerror(err));
   }
-  qf.fd_.reset(fd);
+  return from_fd(UniqueFd(fd), path, status);
+}
+
+Result<QueueFile> QueueFile::from_fd(UniqueFd fd_in, const std::string& path, QueueFileStatus* status) {
+  QueueFileStatus ignored;
+  QueueFileStatus& why = status ? *status : ignored;
+  auto problem = [&](QueueFileStatus s, const std::string& text) {
+    why = s;
+    return fail(path + ": " + text);
+  };
+  QueueFile qf;
+  qf.path_ = path;
+  qf.queue_id_ = basename_of(path);
+  int fd = fd_in.get();
+  qf.fd_ = std::move(fd_in);
   struct stat st;
   if (::fstat(fd, &st) < 0) return problem(QueueFileStatus::kIoError, std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return problem(QueueFileStatus::kCorrupt, "not a regular file");
@@ -525,8 +526,9 @@ void QueueFileWriter::flush() {
 
 std::string QueueFileWriter::commit() { return commit(folder_); }
 
-std::string QueueFileWriter::commit(const std::string& target_folder, FolderSync sync) {
-  if (committed_) throw std::logic_error("queue file already committed");
+void QueueFileWriter::complete() {
+  if (committed_ || completed_) throw std::logic_error("queue file already committed");
+  completed_ = true;
   if (!have_sender_) throw std::logic_error("queue file without a sender");
   if (recipients_ == 0) throw std::logic_error("queue file without recipients");
   if (!content_started_) begin_content();
@@ -548,6 +550,16 @@ std::string QueueFileWriter::commit(const std::string& target_folder, FolderSync
   // u+x before the fsync, so that one fsync makes the data and the mode durable;
   // the temporary name keeps the file out of every queue until the rename.
   check_sys(::fchmod(fd_.get(), (mode_ | S_IXUSR) & 07777), "chmod " + temp_path_);
+}
+
+UniqueFd QueueFileWriter::finish_unnamed() {
+  complete();
+  UniqueFd reader = open_file(temp_path_, O_RDONLY);
+  return reader;
+}
+
+std::string QueueFileWriter::commit(const std::string& target_folder, FolderSync sync) {
+  complete();
   fsync_fd(fd_.get(), temp_path_);
   fd_.reset();
   std::string final_path = target_folder + "/" + queue_id_;

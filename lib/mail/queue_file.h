@@ -125,6 +125,9 @@ class QueueFile {
   // only).  flags: O_RDONLY, or O_RDWR for an agent that will mark recipients.
   // status, when given, says why it failed (or kOk).
   static Result<QueueFile> open(const std::string& path, int flags = 0, QueueFileStatus* status = nullptr);
+  // The same checks on a file that is already open (postdrop reads one from its
+  // standard input); name stands for its path in messages and as its queue_id().
+  static Result<QueueFile> from_fd(UniqueFd fd, const std::string& name, QueueFileStatus* status = nullptr);
 
   const std::string& path() const { return path_; }
   const std::string& queue_id() const { return queue_id_; }  // the file's name
@@ -202,8 +205,14 @@ class QueueFileWriter {
   enum class FolderSync { kNow, kLater };
   std::string commit();
   std::string commit(const std::string& target_folder, FolderSync sync = FolderSync::kNow);
+  // Completes the file as commit() does (END, SIZE, u+x) but neither syncs nor
+  // renames it: returns a descriptor that reads it from its start, for a file
+  // handed to another process (sendmail to postdrop).  The temporary name is
+  // removed when the writer is destroyed; the descriptor keeps the data.
+  UniqueFd finish_unnamed();
 
  private:
+  void complete();
   void put_record(RecordType type, std::string_view data);
   void begin_content();
   void flush();
@@ -215,6 +224,7 @@ class QueueFileWriter {
   mode_t mode_;
   UniqueFd fd_;
   bool committed_ = false;
+  bool completed_ = false;  // END written, sizes fixed (commit or finish_unnamed)
   int64_t seconds_ = 0;
   int32_t microseconds_ = 0;
   bool have_sender_ = false;

@@ -89,6 +89,10 @@ std::vector<std::string> folder_names(const std::string& path) {
 
 bool is_temp_name(std::string_view name) { return name.starts_with("tmp."); }
 
+// How old a complete temporary file in maildrop must be before the scan takes it
+// for one whose rename was lost, rather than one its writer is renaming now.
+constexpr time_t kRenameGrace = 10;
+
 }  // namespace
 
 Result<SpoolOwners> spool_owners(const Config& config) {
@@ -192,6 +196,25 @@ SpoolScan scan_spool(const std::string& spool, int64_t min_age) {
       };
 
       if (is_temp_name(name) && S_ISREG(st.st_mode)) {
+        // postdrop cannot fsync maildrop (mode 1730: no read permission for it), so
+        // a power failure may undo its rename: a complete file under its temporary
+        // name is a message a user was told was queued.  Give it its queue ID.
+        if (queue == QueueName::kMaildrop && (st.st_mode & S_IXUSR)) {
+          if (now - st.st_mtime < kRenameGrace) continue;  // its writer may be about to rename it
+          Result<QueueFile> qf = QueueFile::open(path, O_RDONLY);
+          if (qf) {
+            const QueueEnvelope& env = qf->envelope();
+            std::string id = make_queue_id(env.arrival_seconds, env.arrival_microseconds, st.st_ino);
+            std::string target = spool + "/" + folder + "/" + id;
+            if (int err = rename_noreplace(path, target)) {
+              scan.skipped.push_back(label + ": rename to " + id + ": " + std::strerror(err));
+            } else {
+              scan.recovered.push_back(folder + "/" + id);
+              log_warn("%s: complete but never renamed; queued as %s", label.c_str(), id.c_str());
+            }
+            continue;
+          }
+        }
         remove();
         continue;
       }

@@ -55,13 +55,16 @@ std::vector<std::string> list_queue(const std::string& spool, QueueName queue);
 struct SpoolScan {
   size_t complete = 0;                   // complete queue files left where they are
   std::vector<std::string> removed;      // "incoming/NAME": writers that never finished
+  std::vector<std::string> recovered;    // "maildrop/ID": complete files whose rename was lost
   std::vector<std::string> quarantined;  // "deferred/ID": moved to corrupt
   std::vector<std::string> skipped;      // "hold/NAME: why": left alone (unknown names, errors)
 };
 
 // The startup scan (postsuper -s; master before it starts the daemons).  In
 // maildrop, incoming, active, deferred and hold:
-//   - a temporary file ("tmp.*") is removed: it was never acknowledged;
+//   - a temporary file ("tmp.*") is removed: it was never acknowledged; except
+//     in maildrop a complete one (owner-execute bit, readable) at least 10 s
+//     old: postdrop's rename was lost, and it is renamed to its queue ID;
 //   - a queue file without the owner-execute bit is removed from maildrop and
 //     incoming (a writer never finished it) and moved to corrupt elsewhere;
 //   - a queue file with the bit that cannot be read (no END, cut short, bad

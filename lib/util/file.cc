@@ -99,4 +99,13 @@ void AtomicFile::commit(Durability durability) {
   if (durability == Durability::kFull) fsync_parent_dir(path_);
 }
 
+int rename_noreplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return errno;
+  // A file system without RENAME_NOREPLACE: link() refuses an existing name too.
+  if (::link(from.c_str(), to.c_str()) < 0) return errno;
+  if (::unlink(from.c_str()) < 0) return errno;
+  return 0;
+}
+
 }  // namespace postern

@@ -54,4 +54,7 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+// rename(2) that never replaces an existing file; returns 0 or an errno value.
+int rename_noreplace(const std::string& from, const std::string& to);
+
 }  // namespace postern

@@ -471,6 +471,44 @@ TEST_CASE("spool: the startup scan removes incomplete files and keeps complete o
   CHECK(second.quarantined.empty());
 }
 
+TEST_CASE("queue file: finish_unnamed hands over a complete file without a name", "[queue_file]") {
+  TempDir tmp;
+  UniqueFd fd;
+  {
+    QueueFileWriter w(tmp.path);
+    w.set_sender("a@example.com");
+    w.add_recipient("b@example.org");
+    w.write_content("Subject: hi\n\nbody\n");
+    fd = w.finish_unnamed();
+    CHECK_THROWS_AS(w.commit(), std::logic_error);
+  }
+  CHECK(names_in(tmp.path).empty());  // the temporary name is gone with the writer
+  auto qf = QueueFile::from_fd(std::move(fd), "standard input");
+  REQUIRE(qf);
+  CHECK(qf->envelope().sender == "a@example.com");
+  CHECK(qf->content() == "Subject: hi\n\nbody\n");
+}
+
+TEST_CASE("spool: a complete temporary file in maildrop is recovered, not removed", "[queue_file]") {
+  TestSpool spool;
+  std::string bytes = read_file(small_message(spool.dir(QueueName::kDeferred)));
+  std::string lost = spool.dir(QueueName::kMaildrop) + "/tmp.4242.0";
+  put_bytes(lost, bytes, 0744);
+  std::string half = spool.dir(QueueName::kMaildrop) + "/tmp.4242.1";
+  put_bytes(half, bytes, 0644);  // no owner-execute bit: never finished
+  struct timespec old[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, lost.c_str(), old, 0) == 0);
+  REQUIRE(::utimensat(AT_FDCWD, half.c_str(), old, 0) == 0);
+  SpoolScan scan = scan_spool(spool.root);
+  REQUIRE(scan.recovered.size() == 1);
+  std::vector<std::string> left = names_in(spool.dir(QueueName::kMaildrop));
+  REQUIRE(left.size() == 1);
+  CHECK(is_valid_queue_id(left[0]));
+  CHECK(scan.recovered[0] == "maildrop/" + left[0]);
+  CHECK(read_file(spool.dir(QueueName::kMaildrop) + "/" + left[0]) == bytes);
+  CHECK(scan.removed == std::vector<std::string>{"maildrop/tmp.4242.1"});
+}
+
 TEST_CASE("spool: requeue_active moves active back to incoming", "[queue_file]") {
   TestSpool spool;
   std::string id = basename_of(small_message(spool.dir(QueueName::kIncoming)));
