@@ -73,6 +73,8 @@ constexpr Timeout kConnectTimeout = std::chrono::seconds(2);
 // a local delivery may wait for a mailbox lock).
 constexpr std::chrono::seconds kAgentTimeout{600};
 
+// A bounce process answers Hello at once; the notice itself waits for cleanup.
+constexpr Timeout kBounceHelloTimeout = std::chrono::seconds(10);
 constexpr Timeout kBounceTimeout = std::chrono::seconds(120);
 
 // Appends to a status log; a failure is logged and reported.
@@ -433,7 +435,7 @@ class Qmgr {
     auto reply = [&]() -> Result<BounceReply> {
       auto sock = connect_unix(spool_ + "/private/" + std::string(kBounceService), kConnectTimeout);
       if (!sock) return sock.failure();
-      auto hello = read_hello(sock->get(), kBounceService, kBounceTimeout);
+      auto hello = read_hello(sock->get(), kBounceService, kBounceHelloTimeout);
       if (!hello) return hello.failure();
       auto sent = write_message(sock->get(), BounceRequest{std::string(kind), id, "active/" + id}, kBounceTimeout);
       if (!sent) return sent.failure();
