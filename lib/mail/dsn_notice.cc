@@ -71,6 +71,21 @@ std::string status_part(const NoticeSettings& s, const NoticeInput& in) {
   return text;
 }
 
+Result<CleanupReply> submit_notice(const std::string& spool, const NoticeRoute& route, const std::string& text,
+                                   Timeout timeout) {
+  auto client = CleanupClient::connect(spool, timeout);
+  if (!client) return client.failure();
+  CleanupBegin begin;
+  begin.origin = "bounce";
+  begin.sender = route.sender;
+  begin.rewrite_context = "local";
+  Result<void> sent = client->begin(begin);
+  if (sent) sent = client->add_recipient({route.recipient, "", 0});
+  if (sent) sent = client->write_content(text);
+  if (!sent) return sent.failure();
+  return client->finish();
+}
+
 }  // namespace
 
 NoticeSettings NoticeSettings::from_config(const Config& config) {
@@ -145,19 +160,22 @@ std::string compose_notice(const NoticeSettings& s, const NoticeInput& in) {
   text += "Content-Description: Delivery report\nContent-Type: message/delivery-status\n\n";
   text += status_part(s, in) + "\n";
 
-  text += "--" + boundary + "\n";
-  if (headers_only) {
-    text += std::string("Content-Description: ") + (failure ? "Undelivered" : "Delayed") + " Message Headers\n";
-    text += "Content-Type: text/rfc822-headers\n";
-  } else {
-    text += std::string("Content-Description: ") + (failure ? "Undelivered" : "Delayed") + " Message\n";
-    text += "Content-Type: message/rfc822\n";
+  if (!original.empty()) {
+    text += "--" + boundary + "\n";
+    if (headers_only) {
+      text += std::string("Content-Description: ") + (failure ? "Undelivered" : "Delayed") + " Message Headers\n";
+      text += "Content-Type: text/rfc822-headers\n";
+    } else {
+      text += std::string("Content-Description: ") + (failure ? "Undelivered" : "Delayed") + " Message\n";
+      text += "Content-Type: message/rfc822\n";
+    }
+    if (eight_bit) text += "Content-Transfer-Encoding: 8bit\n";
+    text += "\n";
+    text += original;
+    if (original.back() != '\n') text += "\n";
+    text += "\n";
   }
-  if (eight_bit) text += "Content-Transfer-Encoding: 8bit\n";
-  text += "\n";
-  text += original;
-  if (!original.empty() && original.back() != '\n') text += "\n";
-  text += "\n--" + boundary + "--\n";
+  text += "--" + boundary + "--\n";
   return text;
 }
 
@@ -186,18 +204,16 @@ Result<NoticeOutcome> send_notice(const std::string& spool, const NoticeSettings
   input.original.resize(want);
   input.original.resize(file.read_content(0, input.original.data(), want));
 
-  auto client = CleanupClient::connect(spool, timeout);
-  if (!client) return client.failure();
-  CleanupBegin begin;
-  begin.origin = "bounce";
-  begin.sender = route.sender;
-  begin.rewrite_context = "local";
-  Result<void> sent = client->begin(begin);
-  if (sent) sent = client->add_recipient({route.recipient, "", 0});
-  if (sent) sent = client->write_content(compose_notice(settings, input));
-  if (!sent) return sent.failure();
-  auto reply = client->finish();
-  if (!reply) return reply.failure();
+  // Cleanup may refuse a notice for what it returns (too big for
+  // message_size_limit, a NUL byte): then only the header goes back, then nothing.
+  Result<CleanupReply> reply = fail("");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt == 1) input.ret = DsnRet::kHeaders;
+    if (attempt == 2) input.original.clear();
+    reply = submit_notice(spool, route, compose_notice(settings, input), timeout);
+    if (!reply) return reply.failure();
+    if (reply->status != "perm") break;
+  }
   if (reply->status != "ok") return fail("cleanup: " + reply->status + ": " + reply->reason);
   return NoticeOutcome{reply->queue_id, ""};
 }

@@ -68,7 +68,8 @@ struct NoticeInput {
 // The notice as a message (header and body, lines ending in LF): a
 // multipart/report with a text part, a message/delivery-status part and the
 // original (message/rfc822), only its header (text/rfc822-headers) when RET=HDRS,
-// cut at a line end before settings.size_limit bytes.
+// cut at a line end before settings.size_limit bytes; no third part when the
+// original is empty.
 std::string compose_notice(const NoticeSettings& settings, const NoticeInput& input);
 
 struct NoticeOutcome {

@@ -266,3 +266,11 @@ TEST_CASE("the cleanup client fails clearly when cleanup is not there", "[dsn]")
   REQUIRE_FALSE(client);
   CHECK(client.error().find("connect to cleanup") == 0);
 }
+
+TEST_CASE("without an original the report has two parts", "[dsn]") {
+  NoticeInput in = failure_input();
+  in.original.clear();
+  auto parts = parts_of(compose_notice(settings(), in));
+  REQUIRE(parts.size() == 3);
+  CHECK(parts[2].find("Content-Type: message/delivery-status") != std::string::npos);
+}
