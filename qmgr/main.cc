@@ -14,28 +14,46 @@
 // transport.  A recipient without a domain or with a domain in mydestination goes
 // to local_transport ("local:$myhostname": socket private/local, nexthop
 // $myhostname); any other domain is deferred with "no transport for DOMAIN yet"
-// until the smtp client exists: kept, never bounced, never dropped.  One
+// until the smtp client exists: kept until the message expires, never dropped.  One
 // DeliveryRequest per message goes to the agent (lib/mail/delivery_protocol.h),
 // and its per-recipient results are applied:
 //   ok      the recipient is marked done (the agent did so already; marking twice
 //           is harmless);
 //   defer   a block recipient=, status=, reason= is appended to defer/ID;
-//   bounce  there is no bounce service yet: the recipient stays undone, the reason
-//           goes to bounce/ID and the log ("would bounce"), and the message is
-//           moved to hold for the administrator, so no mail is lost.
+//   bounce  the block goes to bounce/ID, which is fsynced before the recipient is
+//           marked done: the notice is made from that log, so it cannot be lost.
 // A connection that fails or breaks before the reply defers every recipient it
-// carried.  Then: no recipient left undone -> the file and its status logs are
-// removed; any bounced -> hold; otherwise -> deferred, with its mtime set to
-// now + backoff, where backoff is the age of the message bounded by
-// minimal_backoff_time and maximal_backoff_time (Postfix's rule: the interval
-// roughly doubles with each attempt).
+// carried.
+//
+// Expiry: a message older than maximal_queue_lifetime (bounce_queue_lifetime
+// when its sender is the null sender; 0 means one attempt) has its undone
+// recipients bounced with their last defer status and reason
+// ("status=expired, returned to sender"), as Postfix does.
+//
+// Before a message leaves active, if bounce/ID exists, qmgr asks the bounce
+// service (private/bounce, lib/mail/bounce_protocol.h) for the non-delivery
+// notice and waits for its answer (at most 10s for bounce's Hello, 120s for the
+// notice); on "ok" the bounce log is removed.  Then: no recipient left undone
+// and no notice pending -> the file and its status logs are removed; otherwise
+// -> deferred, with its mtime set to now + backoff, where backoff is the age of
+// the message bounded by minimal_backoff_time and maximal_backoff_time (Postfix's
+// rule: the interval roughly doubles with each attempt).  A message whose notice
+// could not be sent waits in deferred with every recipient done and its bounce
+// log kept; the next queue run asks again.
+//
+// Delay warnings: when delay_warning_time is not 0 and a message from an
+// ordinary sender goes back to deferred after waiting that long, the bounce
+// service sends the sender one "delayed" notice from defer/ID; that it was sent
+// is recorded in defer/ID (docs/queue.md), so it is sent once.
 //
 // First cut: at most kMaxInFlight deliveries at once, over all transports, and
-// messages are handled in arrival order; no per-destination concurrency, no
-// maximal_queue_lifetime (a message is never returned to its sender yet).
+// messages are handled in arrival order; no per-destination concurrency; the
+// wait for the bounce service blocks the queue manager meanwhile.
 //
 // Log: "QUEUEID: to=<rcpt>, relay=local, status=sent|deferred|bounced (dsn text)",
-// "QUEUEID: removed", "QUEUEID: moved to hold: ...".
+// "QUEUEID: to=<rcpt>, relay=none, status=expired, returned to sender (reason)",
+// "QUEUEID: removed", "QUEUEID: deferred, next attempt in Ns", and
+// "QUEUEID: failure|delay notice not sent, will try again: why".
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
