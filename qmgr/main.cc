@@ -30,10 +30,11 @@
 // recipients bounced with their last defer status and reason
 // ("status=expired, returned to sender"), as Postfix does.
 //
-// Before a message leaves active, if bounce/ID exists, qmgr asks the bounce
-// service (private/bounce, lib/mail/bounce_protocol.h) for the non-delivery
-// notice and waits for its answer (at most 10s for bounce's Hello, 120s for the
-// notice); on "ok" the bounce log is removed.  Then: no recipient left undone
+// A recipient delivered with DSN NOTIFY=SUCCESS gets a block in trace/ID.
+// Before a message leaves active, if bounce/ID (or trace/ID) exists, qmgr asks
+// the bounce service (private/bounce, lib/mail/bounce_protocol.h) for the
+// non-delivery (or success) notice and waits for its answer (at most 10s for
+// bounce's Hello, 120s for the notice); on "ok" that log is removed.  Then: no recipient left undone
 // and no notice pending -> the file and its status logs are removed; otherwise
 // -> deferred, with its mtime set to now + backoff, where backoff is the age of
 // the message bounded by minimal_backoff_time and maximal_backoff_time (Postfix's
@@ -71,6 +72,7 @@
 
 #include "mail/bounce_protocol.h"
 #include "mail/daemon.h"
+#include "mail/dsn_notice.h"
 #include "mail/delivery_protocol.h"
 #include "mail/queue_file.h"
 #include "mail/queue_tools.h"
@@ -317,7 +319,7 @@ class Qmgr {
   void apply(Delivery& d, const DeliveryReply& reply) {
     std::map<int64_t, const DeliveryResult*> by_offset;
     for (const auto& r : reply.results) by_offset[r.offset] = &r;
-    std::vector<StatusRecord> bounced;
+    std::vector<StatusRecord> bounced, delivered;
     for (const auto& rcpt : d.sent) {
       auto it = by_offset.find(rcpt.offset);
       if (it == by_offset.end()) {
@@ -335,6 +337,7 @@ class Qmgr {
         }
         log_info("%s: to=<%s>, relay=%s, status=sent (%s %s)", d.id.c_str(), rcpt.address.c_str(),
                  local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
+        if (rcpt.notify & kNotifySuccess) delivered.push_back(status_record(rcpt, r.dsn, "delivered", r.text));
       } else if (r.status == kDeliveryBounce) {
         log_info("%s: to=<%s>, relay=%s, status=bounced (%s %s)", d.id.c_str(), rcpt.address.c_str(),
                  local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
@@ -344,6 +347,7 @@ class Qmgr {
       }
     }
     bounce_recipients(d.id, d.file->fd(), bounced);
+    append_log(spool_, "trace", d.id, delivered, false);  // for the success notice
   }
 
   // Records failed recipients in bounce/ID, durably, and only then marks them
@@ -425,7 +429,11 @@ class Qmgr {
     d->file.reset();
     // Failed recipients are reported before the message leaves active; until the
     // notice is queued the message stays in the queue, even with nothing undone.
-    bool notice_pending = file_exists(status_log_path(spool_, "bounce", id)) && !ask_bounce(id, kNoticeFailure);
+    bool notice_pending = false;
+    for (NoticeKind kind : {NoticeKind::kFailure, NoticeKind::kSuccess}) {
+      const NoticeKindInfo& info = notice_kind_info(kind);
+      if (file_exists(status_log_path(spool_, info.log_folder, id)) && !ask_bounce(id, info)) notice_pending = true;
+    }
     if (undone == 0 && !notice_pending) {
       std::string path = queue_file_path(spool_, QueueName::kActive, id);
       if (::unlink(path.c_str()) < 0) {
@@ -449,24 +457,24 @@ class Qmgr {
   // it is queued (or none was due).  A failure notice that was sent takes its
   // log with it.  Waits for the answer: notices are rare, and the message may
   // not leave active before it.
-  bool ask_bounce(const std::string& id, std::string_view kind) {
+  bool ask_bounce(const std::string& id, const NoticeKindInfo& kind) {
     auto reply = [&]() -> Result<BounceReply> {
       auto sock = connect_unix(spool_ + "/private/" + std::string(kBounceService), kConnectTimeout);
       if (!sock) return sock.failure();
       auto hello = read_hello(sock->get(), kBounceService, kBounceHelloTimeout);
       if (!hello) return hello.failure();
-      auto sent = write_message(sock->get(), BounceRequest{std::string(kind), id, "active/" + id}, kBounceTimeout);
+      auto sent = write_message(sock->get(), BounceRequest{std::string(kind.request), id, "active/" + id}, kBounceTimeout);
       if (!sent) return sent.failure();
       return read_message<BounceReply>(sock->get(), kBounceTimeout);
     }();
     if (!reply || reply->status != "ok") {
-      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.size()), kind.data(),
+      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.request.size()), kind.request.data(),
                reply ? reply->reason.c_str() : ("bounce service: " + reply.error()).c_str());
       return false;
     }
-    if (kind == kNoticeFailure) {
+    if (kind.kind != NoticeKind::kDelay) {
       try {
-        remove_status_logs(spool_, id, {"bounce"});
+        remove_status_logs(spool_, id, {kind.log_folder});
       } catch (const SystemError& e) {
         log_warn("%s: %s", id.c_str(), e.what());
       }
@@ -485,7 +493,7 @@ class Qmgr {
       return;
     try {
       if (delay_warning_sent(spool_, id)) return;
-      if (ask_bounce(id, kNoticeDelay)) record_delay_warning(spool_, id);
+      if (ask_bounce(id, notice_kind_info(NoticeKind::kDelay))) record_delay_warning(spool_, id);
     } catch (const SystemError& e) {
       log_warn("%s: delay warning: %s", id.c_str(), e.what());
     }

@@ -221,3 +221,27 @@ def test_delay_warning_is_sent_once():
             assert "delay_warning=sent\n" in f.read()
     finally:
         inst.stop()
+
+
+def test_notify_success_gets_a_delivery_report(inst):
+    inst.start()
+    a, b = inst.users[0], inst.users[2]
+    inst.sendmail("-f", sender_address(inst), "-N", "success,failure", b,
+                  input="Subject: did it arrive?\n\nsecret body\n")
+    assert wait_for(lambda: inst.messages(a) and inst.messages(b) and inst.queued() == 0, 15), inst.log()
+    time.sleep(1)
+    [text] = inst.messages(a)
+    msg = parse(text)
+    assert msg["Subject"] == "Successful Mail Delivery Report"
+    _, blocks, returned = report_parts(msg)
+    assert blocks[1]["Action"] == "delivered"
+    assert blocks[1]["Final-Recipient"] == "rfc822; %s@mail.example.com" % b
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert "secret body" not in text
+    assert "sender delivery status notification" in inst.log()
+    assert os.listdir(os.path.join(inst.spool, "trace")) == []
+    # Without NOTIFY=SUCCESS: no report.
+    inst.sendmail("-f", sender_address(inst), b, input="Subject: quiet\n\nx\n")
+    assert wait_for(lambda: len(inst.messages(b)) == 2 and inst.queued() == 0, 15), inst.log()
+    time.sleep(1)
+    assert len(inst.messages(a)) == 1

@@ -274,3 +274,22 @@ TEST_CASE("without an original the report has two parts", "[dsn]") {
   REQUIRE(parts.size() == 3);
   CHECK(parts[2].find("Content-Type: message/delivery-status") != std::string::npos);
 }
+
+TEST_CASE("a success notice is sent only for NOTIFY=SUCCESS and returns the header", "[dsn]") {
+  CHECK_FALSE(wants_notice(0, NoticeKind::kSuccess));
+  CHECK_FALSE(wants_notice(kNotifyFailure | kNotifyDelay, NoticeKind::kSuccess));
+  CHECK(wants_notice(kNotifySuccess, NoticeKind::kSuccess));
+  CHECK(route_notice(settings(), "", NoticeKind::kSuccess).discard);
+  CHECK(notice_kind_named("success") == &notice_kind_info(NoticeKind::kSuccess));
+  CHECK(notice_kind_named("bogus") == nullptr);
+  NoticeInput in = failure_input();
+  in.kind = NoticeKind::kSuccess;
+  in.records[0].status = "2.0.0";
+  std::string n = compose_notice(settings(), in);
+  CHECK(n.find("Subject: Successful Mail Delivery Report\n") != std::string::npos);
+  auto parts = parts_of(n);
+  REQUIRE(parts.size() == 4);
+  CHECK(parts[2].find("Action: delivered\nStatus: 2.0.0\n") != std::string::npos);
+  CHECK(parts[3].find("Content-Type: text/rfc822-headers\n") != std::string::npos);
+  CHECK(parts[3].find("the body") == std::string::npos);
+}
