@@ -50,9 +50,10 @@ std::string human_part(const NoticeSettings& s, const NoticeInput& in) {
   } else if (in.kind == NoticeKind::kFailure) {
     text +=
         "I'm sorry to have to tell you that your message could not be delivered to\n"
-        "one or more of its recipients. It is attached below.\n\n"
-        "For help, please write to postmaster and include this report. You may\n"
-        "remove the attached message from it.\n\n";
+        "one or more of its recipients.";
+    text += in.original.empty() ? "\n\n" : " It is attached below.\n\n";
+    text += "For help, please write to postmaster and include this report";
+    text += in.original.empty() ? ".\n\n" : "; you may\nleave out the attached message.\n\n";
   } else {
     int64_t hours = std::max<int64_t>(0, in.now - in.arrival_seconds) / 3600;
     text +=
@@ -144,6 +145,7 @@ NoticeRoute route_notice(const NoticeSettings& s, std::string_view original_send
   } else if (original_sender.empty()) {
     route.sender = s.double_bounce_address();
     route.recipient = s.two_bounce_recipient;
+    if (route.recipient.find('@') == std::string::npos && !s.myorigin.empty()) route.recipient += "@" + s.myorigin;
   } else {
     route.recipient = std::string(original_sender);
   }

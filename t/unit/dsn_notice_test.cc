@@ -123,7 +123,7 @@ TEST_CASE("notices go to the sender, bounces of bounces to postmaster, double bo
   r = route_notice(s, "", NoticeKind::kFailure);
   CHECK_FALSE(r.discard);
   CHECK(r.sender == "double-bounce@example.com");
-  CHECK(r.recipient == "postmaster");
+  CHECK(r.recipient == "postmaster@example.com");
   CHECK(route_notice(s, "", NoticeKind::kDelay).discard);
   CHECK(route_notice(s, "double-bounce@example.com", NoticeKind::kFailure).discard);
   CHECK(route_notice(s, "Double-Bounce@Example.COM", NoticeKind::kFailure).discard);
@@ -272,6 +272,7 @@ TEST_CASE("without an original the report has two parts", "[dsn]") {
   in.original.clear();
   auto parts = parts_of(compose_notice(settings(), in));
   REQUIRE(parts.size() == 3);
+  CHECK(parts[1].find("attached") == std::string::npos);
   CHECK(parts[2].find("Content-Type: message/delivery-status") != std::string::npos);
 }
 
