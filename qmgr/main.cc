@@ -72,8 +72,8 @@
 
 #include "mail/bounce_protocol.h"
 #include "mail/daemon.h"
-#include "mail/dsn_notice.h"
 #include "mail/delivery_protocol.h"
+#include "mail/dsn_notice.h"
 #include "mail/queue_file.h"
 #include "mail/queue_tools.h"
 #include "mail/spool.h"
@@ -454,8 +454,8 @@ class Qmgr {
   }
 
   // Asks the bounce service for a notice of this kind about active/ID; true once
-  // it is queued (or none was due).  A failure notice that was sent takes its
-  // log with it.  Waits for the answer: notices are rare, and the message may
+  // it is queued (or none was due).  A failure or success notice that was sent
+  // takes its log with it; defer/ID stays with the message.  Waits for the answer: notices are rare, and the message may
   // not leave active before it.
   bool ask_bounce(const std::string& id, const NoticeKindInfo& kind) {
     auto reply = [&]() -> Result<BounceReply> {
@@ -463,13 +463,15 @@ class Qmgr {
       if (!sock) return sock.failure();
       auto hello = read_hello(sock->get(), kBounceService, kBounceHelloTimeout);
       if (!hello) return hello.failure();
-      auto sent = write_message(sock->get(), BounceRequest{std::string(kind.request), id, "active/" + id}, kBounceTimeout);
+      BounceRequest request{std::string(kind.request), id, "active/" + id};
+      auto sent = write_message(sock->get(), request, kBounceTimeout);
       if (!sent) return sent.failure();
       return read_message<BounceReply>(sock->get(), kBounceTimeout);
     }();
     if (!reply || reply->status != "ok") {
-      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.request.size()), kind.request.data(),
-               reply ? reply->reason.c_str() : ("bounce service: " + reply.error()).c_str());
+      std::string why = reply ? reply->reason : "bounce service: " + reply.error();
+      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.request.size()),
+               kind.request.data(), why.c_str());
       return false;
     }
     if (kind.kind != NoticeKind::kDelay) {

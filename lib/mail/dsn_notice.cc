@@ -137,9 +137,8 @@ bool wants_notice(int notify, NoticeKind kind) {
 
 NoticeRoute route_notice(const NoticeSettings& s, std::string_view original_sender, NoticeKind kind) {
   NoticeRoute route;
-  std::string_view local = original_sender.substr(0, original_sender.rfind('@'));
   bool from_double_bounce = iequals(original_sender, s.double_bounce_address()) ||
-                            (original_sender.find('@') == std::string_view::npos && iequals(local, s.double_bounce_sender));
+                            iequals(original_sender, s.double_bounce_sender);
   if (from_double_bounce || (original_sender.empty() && kind != NoticeKind::kFailure)) {
     route.discard = true;
   } else if (original_sender.empty()) {
