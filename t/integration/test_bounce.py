@@ -203,6 +203,27 @@ def test_expired_message_is_returned_with_last_defer_reason():
         inst.stop()
 
 
+def test_bounce_queue_lifetime_applies_to_null_sender_mail_only():
+    inst = make("bounce_queue_lifetime = 0\n")
+    try:
+        inst.start()
+        a, pm = inst.users[0], inst.users[1]
+        inst.sendmail("-f", "<>", "bob@example.net", input="Subject: a bounce far away\n\nx\n")
+        inst.sendmail("-f", sender_address(inst), "carol@example.net", input="Subject: ordinary\n\nx\n")
+        assert wait_for(lambda: inst.messages(pm), 15), inst.log()
+        time.sleep(2)
+        msg = parse(inst.messages(pm)[0])
+        assert msg["Return-Path"] == "<double-bounce@mail.example.com>"
+        _, blocks, _ = report_parts(msg)
+        assert blocks[1]["Final-Recipient"] == "rfc822; bob@example.net"
+        assert "to=<bob@example.net>, relay=none, status=expired" in inst.log()
+        assert "to=<carol@example.net>, relay=none, status=expired" not in inst.log()
+        assert inst.messages(a) == []
+        assert len(inst.queue("deferred") + inst.queue("active")) == 1  # the ordinary one waits
+    finally:
+        inst.stop()
+
+
 def test_delay_warning_is_sent_once():
     inst = make("delay_warning_time = 1s\n")
     try:
