@@ -272,7 +272,7 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
     ::_exit(127);
   }
   log_debug("service %s: started process %d", spec.id().c_str(), int(pid));
-  children_[pid] = Child{pid, true, service};
+  children_[pid] = Child{pid, true, false, service};
   ++s.total;
   ++s.avail;
   update_listening(s);
@@ -302,6 +302,7 @@ void Master::read_status(Service& s) {
     auto it = children_.find(record->pid);
     if (it == children_.end() || it->second.service.get() != &s) continue;  // already reaped
     bool idle = record->status == "idle";
+    if (!idle) it->second.served = true;
     if (idle != it->second.idle) {
       it->second.idle = idle;
       s.avail += idle ? 1 : -1;
@@ -328,6 +329,8 @@ void Master::child_exited(pid_t pid, int status) {
   if (!normal && !s.retired) {
     log_warn("process %s/%s pid %d %s", config_.str("daemon_directory").c_str(), s.spec.command.c_str(), int(pid),
              describe_exit(status).c_str());
+  }
+  if (!normal && !s.retired && !child.served) {
     auto now = Clock::now();
     s.deaths.push_back(now);
     while (!s.deaths.empty() && now - s.deaths.front() > kDeathWindow) s.deaths.pop_front();
