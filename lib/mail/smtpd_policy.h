@@ -22,10 +22,17 @@ struct SmtpdSession {
   bool tls = false;
   std::string tls_protocol, tls_cipher;
   int recipient_count = 0;
+  // Postern additions, for reject_unauth_pipelining and the log line:
+  bool unauth_pipelining = false;  // the client sent commands ahead of a reply without PIPELINING
+  std::string protocol;            // "SMTP" or "ESMTP" (proto= in the log), empty: left out
 };
 
 enum class SmtpdStage { kConnect, kHelo, kMail, kRcpt, kData, kEndOfData };
 
+// A reject or defer carries the reply ("CODE DSN TEXT") and `log`, Postfix's
+// "reject: RCPT from name[addr]: CODE DSN TEXT; from=<s> to=<r> proto=P helo=<h>"
+// followed by " restriction=LIST:NAME" (which rule said no); smtpd puts the queue
+// ID or "NOQUEUE: " in front.
 struct PolicyVerdict {
   enum class Kind { kAccept, kReject, kDefer } kind = Kind::kAccept;
   int code = 0;
