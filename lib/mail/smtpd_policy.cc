@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <vector>
@@ -464,9 +465,8 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::reply(const Context& ctx, int code
   PolicyVerdict& v = outcome.verdict;
   v.kind = code / 100 == 4 ? PolicyVerdict::Kind::kDefer : PolicyVerdict::Kind::kReject;
   v.code = code;
-  v.dsn = detail.size() > 1 && detail[1] == '.' && isdigit(static_cast<unsigned char>(detail[0]))
-              ? std::string(detail)
-              : enhanced(code, detail);
+  // detail is "X.Y" (the class follows the code) or a whole "C.X.Y" from an access table.
+  v.dsn = std::count(detail.begin(), detail.end(), '.') == 2 ? std::string(detail) : enhanced(code, detail);
   v.text = std::move(text);
   const SmtpdSession& s = ctx.session;
   v.log = format("reject: %s from %s[%s]: %d %s %s; from=<%s> to=<%s>", stage_verb(ctx.stage),
@@ -568,7 +568,8 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::unauth_destination(const Context& 
   // Mail for a domain of ours is fine unless the local part routes it on
   // elsewhere (user%other@, other!user@, "user@other"@): that is relaying.
   if (domain.domain_class != DomainClass::kOther && !has_routing_in_local_part(parts.local)) return {};
-  return reply(ctx, defer ? defer_code : relay_code, "7.1", address_subject(rcpt) + ": Relay access denied");
+  // Postfix answers 454 for defer_unauth_destination, whatever defer_code says.
+  return reply(ctx, defer ? 454 : relay_code, "7.1", address_subject(rcpt) + ": Relay access denied");
 }
 
 SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::unlisted(const Context& ctx, const std::string& address,
@@ -672,7 +673,7 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::apply(const Restriction& r, const 
     case Op::kReject:
       return reply(ctx, reject_code, "7.1", list_subject + " rejected: Access denied");
     case Op::kDefer:
-      return reply(ctx, defer_code, "7.1", list_subject + " rejected: Try again later");
+      return reply(ctx, defer_code, "3.2", list_subject + " rejected: Try again later");
     case Op::kPermitMynetworks: {
       LookupResult found = mynetworks->match(s.client_address, s.client_name);
       if (found.is_temp_fail()) return temp_fail(ctx, client_subject(s), "mynetworks: " + found.error);
