@@ -274,6 +274,7 @@ bool is_valid_hostname(std::string_view name) {
 std::vector<std::string> domain_keys(std::string_view domain, bool parent_matches) {
   std::vector<std::string> keys;
   std::string name = lowercase(domain);
+  if (is_address_literal(name)) return {name};
   if (name.ends_with('.')) name.pop_back();
   if (name.empty()) return keys;
   keys.push_back(name);
@@ -318,7 +319,7 @@ struct SmtpdPolicy::Impl {
   std::unique_ptr<ClientList> mynetworks;
   RecipientCheck recipients;
   std::unique_ptr<Resolver> resolver;  // opened when a restriction needs DNS
-  TableList sender_logins;
+  mutable TableList sender_logins;
   bool access_parent_matches;
   std::string delimiters, null_sender_key;
   int reject_code, defer_code, access_reject_code, access_defer_code, relay_code, unknown_address_code,
@@ -523,7 +524,8 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::access(const Context& ctx, Table& 
     auto reason = [&](const std::string& text) {
       return subject + ": " + what + " rejected: " + (text.empty() ? "Access denied" : text);
     };
-    if (action == "ok" || (!action.empty() && parse_int(action) && words.size() == 1)) return {Outcome::Kind::kPermit, {}};
+    // A value of digits alone is OK, as in Postfix (some tools store a time stamp).
+    if (action == "ok" || (words.size() == 1 && parse_int(action))) return {Outcome::Kind::kPermit, {}};
     if (action == "dunno") return {};
     if (action == "reject") return reply(ctx, access_reject_code, "7.1", reason(text));
     if (action == "defer") return reply(ctx, access_defer_code, "7.1", reason(text));
@@ -640,8 +642,7 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::login_mismatch(const Context& ctx,
   bool authenticated = !s.sasl_username.empty();
   if (!authenticated && !unauthenticated_too) return {};
   std::string subject = address_subject(s.sender);
-  TableList& logins = const_cast<TableList&>(sender_logins);
-  LookupResult owners = lookup_address(logins, s.sender, {delimiters, false, true});
+  LookupResult owners = lookup_address(sender_logins, s.sender, {delimiters, false, true});
   if (owners.is_temp_fail()) return temp_fail(ctx, subject, owners.error);
   if (!authenticated) {
     if (!owners.is_found()) return {};
@@ -659,21 +660,24 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::apply(const Restriction& r, const 
   const Outcome permit{Outcome::Kind::kPermit, {}};
   bool sender_known = has_sender(ctx.stage);
   bool recipient_known = has_recipient(ctx.stage, s);
-  std::string list_subject = ctx.list == &client || ctx.list == nullptr ? client_subject(s) + ": Client host"
-                             : ctx.list == &helo                       ? "<" + s.helo_name + ">: Helo command"
-                             : ctx.list == &sender                     ? address_subject(s.sender) + ": Sender address"
-                             : ctx.list == &data                       ? std::string("<DATA>: Data command")
-                             : ctx.list == &end_of_data                ? std::string("<END-OF-MESSAGE>: End-of-data")
-                                                                       : address_subject(s.recipient) + ": Recipient address";
+  // What a plain reject or defer refuses: the subject of the list it is in.
+  auto list_subject = [&]() -> std::string {
+    if (ctx.list == &helo) return "<" + s.helo_name + ">: Helo command";
+    if (ctx.list == &sender) return address_subject(s.sender) + ": Sender address";
+    if (ctx.list == &relay || ctx.list == &recipient) return address_subject(s.recipient) + ": Recipient address";
+    if (ctx.list == &data) return "<DATA>: Data command";
+    if (ctx.list == &end_of_data) return "<END-OF-MESSAGE>: End-of-data";
+    return client_subject(s) + ": Client host";
+  };
   switch (r.op) {
     case Op::kPermit:
       return permit;
     case Op::kDunno:
       return {};
     case Op::kReject:
-      return reply(ctx, reject_code, "7.1", list_subject + " rejected: Access denied");
+      return reply(ctx, reject_code, "7.1", list_subject() + " rejected: Access denied");
     case Op::kDefer:
-      return reply(ctx, defer_code, "3.2", list_subject + " rejected: Try again later");
+      return reply(ctx, defer_code, "3.2", list_subject() + " rejected: Try again later");
     case Op::kPermitMynetworks: {
       LookupResult found = mynetworks->match(s.client_address, s.client_name);
       if (found.is_temp_fail()) return temp_fail(ctx, client_subject(s), "mynetworks: " + found.error);
@@ -755,13 +759,15 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::apply(const Restriction& r, const 
       return login_mismatch(ctx, r.op == Op::kRejectSenderLoginMismatch);
     case Op::kRejectUnauthPipelining:
       if (!s.unauth_pipelining) return {};
-      return reply(ctx, 503, "5.0", list_subject + " rejected: Improper use of SMTP command pipelining");
+      return reply(ctx, 503, "5.0", list_subject() + " rejected: Improper use of SMTP command pipelining");
   }
   return {};
 }
 
 SmtpdPolicy::SmtpdPolicy(const Config& config) : impl_(std::make_unique<Impl>(config)) {}
 SmtpdPolicy::~SmtpdPolicy() = default;
+SmtpdPolicy::SmtpdPolicy(SmtpdPolicy&&) noexcept = default;
+SmtpdPolicy& SmtpdPolicy::operator=(SmtpdPolicy&&) noexcept = default;
 
 PolicyVerdict SmtpdPolicy::check(SmtpdStage stage, const SmtpdSession& session) const {
   const Impl& p = *impl_;

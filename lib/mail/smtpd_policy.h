@@ -44,8 +44,8 @@ class SmtpdPolicy {
  public:
   explicit SmtpdPolicy(const Config& config);  // throws ConfigError on a bad list
   ~SmtpdPolicy();
-  SmtpdPolicy(const SmtpdPolicy&) = delete;
-  SmtpdPolicy& operator=(const SmtpdPolicy&) = delete;
+  SmtpdPolicy(SmtpdPolicy&&) noexcept;
+  SmtpdPolicy& operator=(SmtpdPolicy&&) noexcept;
 
   PolicyVerdict check(SmtpdStage stage, const SmtpdSession& session) const;
 

@@ -341,7 +341,8 @@ TEST_CASE("smtpd_policy: access tables and their values", "[smtpd_policy]") {
 TEST_CASE("smtpd_policy: client, helo and recipient access tables", "[smtpd_policy]") {
   Site site("smtpd_client_restrictions = check_client_access inline:{{198.51.100=REJECT Your network}, "
             "{blocked.example=REJECT By name}, {2001:db8:bad=REJECT v6 net}, 203.0.113.9=OK}, reject\n"
-            "smtpd_helo_restrictions = check_helo_access inline:{{liar.example = 550 Not you}}\n"
+            "smtpd_helo_restrictions = check_helo_access inline:{{liar.example = 550 Not you}, "
+            "{[192.0.2.66] = REJECT Not our address}}\n"
             "smtpd_recipient_restrictions = check_recipient_access inline:{{root@ = REJECT No mail for root}}, "
             "reject_unauth_destination\n");
   SmtpdPolicy policy = site.policy();
@@ -359,6 +360,8 @@ TEST_CASE("smtpd_policy: client, helo and recipient access tables", "[smtpd_poli
   s.client_address = "203.0.113.9";
   s.helo_name = "Liar.Example";
   CHECK(rcpt(policy, s) == "550 5.7.1 <Liar.Example>: Helo command rejected: Not you");
+  s.helo_name = "[192.0.2.66]";
+  CHECK(rcpt(policy, s) == "554 5.7.1 <[192.0.2.66]>: Helo command rejected: Not our address");
   s.helo_name = "client.example.net";
   s.recipient = "root@example.com";
   CHECK(rcpt(policy, s) == "554 5.7.1 <root@example.com>: Recipient address rejected: No mail for root");
