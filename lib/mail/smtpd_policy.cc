@@ -143,11 +143,7 @@ RestrictionList parse_list(std::string param, const std::vector<std::string>& wo
       const std::string& argument = words[++i];
       if (found->argument == Argument::kTable) {
         if (argument.find(':') == std::string::npos) throw error(name + " needs a type:table, not " + argument);
-        try {
-          restriction.table = open_table(argument);
-        } catch (const ConfigError& e) {
-          throw error(name + " " + argument + ": " + e.what());
-        }
+        restriction.table = open_table_or_stand_in(argument, where.file, where.line, list.param + ": " + name);
       } else {
         size_t equals = argument.find('=');
         restriction.rbl_domain = lowercase(argument.substr(0, equals));
@@ -232,11 +228,7 @@ class ClientList {
     }
     std::string error;
     if (is_table_spec(item)) {
-      try {
-        pattern.table = open_table(item);
-      } catch (const ConfigError& e) {
-        throw ConfigError(where.file, where.line, param + ": " + e.what());
-      }
+      pattern.table = open_table_or_stand_in(item, where.file, where.line, param);
     } else if (auto network = parse_network(item, &error)) {
       pattern.network = network;
     } else if (item.find_first_of(":[/") == std::string::npos) {
@@ -388,14 +380,9 @@ SmtpdPolicy::Impl::Impl(const Config& config) : recipients(config) {
   };
   access_parent_matches = parent_match("smtpd_access_maps");
   mynetworks = std::make_unique<ClientList>(config, "mynetworks", parent_match("mynetworks"));
-  for (const std::string& spec : config.list("smtpd_sender_login_maps")) {
-    try {
-      sender_logins.add(open_table(spec));
-    } catch (const ConfigError& e) {
-      Where where = where_of(config, "smtpd_sender_login_maps");
-      throw ConfigError(where.file, where.line, std::string("smtpd_sender_login_maps: ") + e.what());
-    }
-  }
+  Where logins_where = where_of(config, "smtpd_sender_login_maps");
+  for (const std::string& spec : config.list("smtpd_sender_login_maps"))
+    sender_logins.add(open_table_or_stand_in(spec, logins_where.file, logins_where.line, "smtpd_sender_login_maps"));
   bool needs_dns = false, needs_logins = false;
   for (const RestrictionList* list : {&client, &helo, &sender, &relay, &recipient, &data, &end_of_data}) {
     for (const Restriction& r : list->items) {
