@@ -594,3 +594,26 @@ TEST_CASE("smtpd_policy: reject_rbl_client and reverse client names over real DN
   s.client_address = "198.51.100.8";
   CHECK(rcpt(reverse.policy(), s) == "450 4.7.25 Client host rejected: cannot find your reverse hostname, [198.51.100.8]");
 }
+
+TEST_CASE("recipient_check: local users from the password file and alias tables", "[smtpd_policy]") {
+  Site site("recipient_delimiter = +-\n");
+  RecipientCheck check(site.config());
+  using Status = RecipientVerdict::Status;
+  CHECK(check.check("root@example.com").status == Status::kKnown);
+  CHECK(check.check("ROOT@localhost").status == Status::kKnown);  // user names are looked up in lower case
+  CHECK(check.check("root+tag@example.com").status == Status::kKnown);
+  CHECK(check.check("root-tag@example.com").status == Status::kKnown);
+  CHECK(check.check("sales@example.com").status == Status::kKnown);
+  CHECK(check.check("root").status == Status::kKnown);  // a bare name is local
+  RecipientVerdict unknown = check.check("no-such-user-here@example.com");
+  CHECK(unknown.status == Status::kUnknown);
+  CHECK(unknown.code == 550);
+  CHECK(unknown.reason == "User unknown in local recipient table");
+  // Other domains are relay control's business, not this check's.
+  CHECK(check.check("no-such-user-here@elsewhere.example").status == Status::kKnown);
+
+  Site passwd_only("local_recipient_maps = unix:passwd.byname\n");
+  RecipientCheck users(passwd_only.config());
+  CHECK(users.check("root@example.com").status == Status::kKnown);
+  CHECK(users.check("sales@example.com").status == Status::kUnknown);
+}
