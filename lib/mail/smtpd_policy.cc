@@ -310,7 +310,7 @@ struct SmtpdPolicy::Impl {
   bool delay_reject, reject_unlisted_recipient, reject_unlisted_sender;
   std::unique_ptr<ClientList> mynetworks;
   RecipientCheck recipients;
-  std::unique_ptr<Resolver> resolver;  // opened when a restriction needs DNS
+  std::unique_ptr<Resolver> resolver;  // always there: an access table value may name a DNS check too
   mutable TableList sender_logins;
   bool access_parent_matches;
   std::string delimiters, null_sender_key;
@@ -383,27 +383,19 @@ SmtpdPolicy::Impl::Impl(const Config& config) : recipients(config) {
   Where logins_where = where_of(config, "smtpd_sender_login_maps");
   for (const std::string& spec : config.list("smtpd_sender_login_maps"))
     sender_logins.add(open_table_or_stand_in(spec, logins_where.file, logins_where.line, "smtpd_sender_login_maps"));
-  bool needs_dns = false, needs_logins = false;
   for (const RestrictionList* list : {&client, &helo, &sender, &relay, &recipient, &data, &end_of_data}) {
-    for (const Restriction& r : list->items) {
-      needs_dns = needs_dns || r.op == Op::kRejectUnknownSenderDomain || r.op == Op::kRejectUnknownRecipientDomain ||
-                  r.op == Op::kRejectUnknownReverseClientHostname || r.op == Op::kRejectRblClient;
-      needs_logins = needs_logins || r.op == Op::kRejectSenderLoginMismatch ||
-                     r.op == Op::kRejectAuthenticatedSenderLoginMismatch;
-    }
-    if (needs_logins && sender_logins.empty()) {
+    if (sender_logins.empty() &&
+        (list->contains(Op::kRejectSenderLoginMismatch) || list->contains(Op::kRejectAuthenticatedSenderLoginMismatch))) {
       Where where = where_of(config, list->param);
       throw ConfigError(where.file, where.line,
                         list->param + ": a sender login mismatch check needs smtpd_sender_login_maps");
     }
   }
-  if (needs_dns) {
-    try {
-      resolver = std::make_unique<Resolver>(ResolverOptions{config.str("dns_resolver_conf")});
-    } catch (const ConfigError& e) {
-      Where where = where_of(config, "dns_resolver_conf");
-      throw ConfigError(where.file, where.line, std::string("dns_resolver_conf: ") + e.what());
-    }
+  try {
+    resolver = std::make_unique<Resolver>(ResolverOptions{config.str("dns_resolver_conf")});
+  } catch (const ConfigError& e) {
+    Where where = where_of(config, "dns_resolver_conf");
+    throw ConfigError(where.file, where.line, std::string("dns_resolver_conf: ") + e.what());
   }
   delimiters = config.str("recipient_delimiter");
   null_sender_key = config.str("smtpd_null_access_lookup_key");

@@ -311,9 +311,12 @@ TEST_CASE("smtpd_policy: access tables and their values", "[smtpd_policy]") {
                  "postmaster@ REJECT Not a real postmaster\n"
                  "<> REJECT No bounces here\n"
                  "listed.example reject_unauth_destination\n"
+                 "checked.example reject_unknown_sender_domain\n"
                  "weird.example FROBNICATE\n");
   build_table("hash:" + site.dir.path + "/senders", {});
-  site.main_cf += "smtpd_sender_restrictions = check_sender_access hash:" + site.dir.path + "/senders\n"
+  test::DnsServer dns("{}");
+  site.main_cf += "dns_resolver_conf = " + dns.conf() + "\n"
+                  "smtpd_sender_restrictions = check_sender_access hash:" + site.dir.path + "/senders\n"
                   "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
   SmtpdPolicy policy = site.policy();
   auto from = [&](const std::string& sender, const std::string& to = "root@example.com") {
@@ -333,6 +336,9 @@ TEST_CASE("smtpd_policy: access tables and their values", "[smtpd_policy]") {
   CHECK(from("") == "554 5.7.1 <>: Sender address rejected: No bounces here");
   CHECK(from("x@listed.example", "x@elsewhere.example") == "554 5.7.1 <x@elsewhere.example>: Relay access denied");
   CHECK(from("x@listed.example") == "ACCEPT");
+  // A restriction that needs DNS works as a value too.
+  CHECK(from("x@nowhere.checked.example") ==
+        "450 4.1.8 <x@nowhere.checked.example>: Sender address rejected: Domain not found");
   CHECK(from("x@weird.example") == "451 4.3.5 <x@weird.example>: Server configuration error");
   // OK in the sender list is a permit for that list only: relay control still applies.
   CHECK(from("x@good.bad.example", "x@elsewhere.example") == "554 5.7.1 <x@elsewhere.example>: Relay access denied");
@@ -510,8 +516,7 @@ TEST_CASE("smtpd_policy: bad restriction lists are refused naming main.cf and th
         "main.cf:6: mynetworks: host bits set in network: 192.0.2.1/24 (did you mean 192.0.2.0/24?)");
   CHECK(error_for("smtpd_sender_restrictions = reject_sender_login_mismatch\n") ==
         "main.cf:6: smtpd_sender_restrictions: a sender login mismatch check needs smtpd_sender_login_maps");
-  CHECK_THAT(error_for("dns_resolver_conf = /nonexistent/resolv.conf\n"
-                       "smtpd_client_restrictions = reject_rbl_client zen.example\n"),
+  CHECK_THAT(error_for("dns_resolver_conf = /nonexistent/resolv.conf\n"),
              Catch::StartsWith("main.cf:6: dns_resolver_conf: "));
   // The relay default is enough on its own; an empty relay list needs the recipient list to say no.
   CHECK(config_error(Site("smtpd_relay_restrictions =\n"
