@@ -31,7 +31,7 @@
 #include <ctime>
 #include <string>
 
-#include "mail/cleanup_protocol.h"
+#include "mail/cleanup_client.h"
 #include "mail/daemon.h"
 #include "mail/queue_file.h"
 #include "mail/queue_id.h"
@@ -53,15 +53,9 @@ enum class Outcome { kDone, kRetry, kRejected };
 // Sends one maildrop file to cleanup.  Sets queue_id (cleanup's) or reason.
 Outcome send_to_cleanup(const std::string& spool, const QueueFile& file, uid_t uid, std::string& queue_id,
                         std::string& reason) {
-  auto fd = connect_unix(spool + "/public/cleanup", std::chrono::seconds(10));
-  if (!fd) {
-    reason = "connect to cleanup: " + fd.error();
-    return Outcome::kRetry;
-  }
-  int sock = fd->get();
-  auto hello = read_hello(sock, kCleanupService, kCleanupTimeout);
-  if (!hello) {
-    reason = "cleanup: " + hello.error();
+  auto client = CleanupClient::connect(spool, kCleanupTimeout);
+  if (!client) {
+    reason = client.error();
     return Outcome::kRetry;
   }
   const QueueEnvelope& env = file.envelope();
@@ -79,47 +73,32 @@ Outcome send_to_cleanup(const std::string& spool, const QueueFile& file, uid_t u
     else if (name == "rewrite_context") begin.rewrite_context = value;
     else begin.attributes.push_back({name, value});
   }
-  auto check = [&](const Result<void>& r) {
-    if (!r) {
-      reason = "write to cleanup: " + r.error();
-      return false;
-    }
-    return true;
-  };
-  if (!check(write_message(sock, begin, kCleanupTimeout))) return Outcome::kRetry;
-
+  Result<void> sent = client->begin(begin);
   // Recipients before the content, then those after it (extracted from the
-  // header by sendmail -t), in batches, so the queue file keeps their places.
+  // header by sendmail -t), so the queue file keeps their places.
   auto send_recipients = [&](bool after_content) {
-    CleanupRecipients batch;
-    auto flush = [&] {
-      bool ok = batch.recipients.empty() || check(write_message(sock, batch, kCleanupTimeout));
-      batch.recipients.clear();
-      return ok;
-    };
     for (const QueueRecipient& r : env.recipients) {
+      if (!sent) return;
       if (r.done || (r.offset > env.content_offset) != after_content) continue;
-      batch.recipients.push_back({r.address, r.orcpt, r.notify});
-      if (batch.recipients.size() >= kCleanupRecipientBatch && !flush()) return false;
+      sent = client->add_recipient({r.address, r.orcpt, r.notify});
     }
-    return flush();
   };
-  if (!send_recipients(false)) return Outcome::kRetry;
-  CleanupContent chunk;
+  send_recipients(false);
   std::string buffer(kCleanupChunk, '\0');
-  for (uint64_t pos = 0;;) {
+  for (uint64_t pos = 0; sent;) {
     size_t n = file.read_content(pos, buffer.data(), buffer.size());
     if (n == 0) break;
     pos += n;
-    chunk.data.assign(buffer.data(), n);
-    if (!check(write_message(sock, chunk, kCleanupTimeout))) return Outcome::kRetry;
+    sent = client->write_content({buffer.data(), n});
   }
-  if (!send_recipients(true)) return Outcome::kRetry;
-  if (!check(write_message(sock, CleanupEnd{}, kCleanupTimeout))) return Outcome::kRetry;
-
-  auto reply = read_message<CleanupReply>(sock, kCleanupTimeout);
+  send_recipients(true);
+  if (!sent) {
+    reason = sent.error();
+    return Outcome::kRetry;
+  }
+  auto reply = client->finish();
   if (!reply) {
-    reason = "cleanup: " + reply.error();
+    reason = reply.error();
     return Outcome::kRetry;
   }
   if (reply->status == "ok" && is_valid_queue_id(reply->queue_id)) {

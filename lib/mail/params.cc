@@ -34,6 +34,8 @@ std::string domain_name(const Config& config) {
 
 // Sorted by name so lookups can bisect; a unit test keeps it sorted and documented.
 constexpr ParamSpec kParams[] = {
+    {"2bounce_notice_recipient", T::kString, "postmaster",
+     "Who receives a bounce that could not be delivered (a double bounce)."},
     {"alias_database", T::kString, "hash:/etc/aliases",
      "The alias tables that newaliases (postalias) rebuilds."},
     {"alias_maps", T::kString, "hash:/etc/aliases",
@@ -46,6 +48,8 @@ constexpr ParamSpec kParams[] = {
      "Who receives notices of mail that bounced (when notify_classes includes bounce)."},
     {"bounce_queue_lifetime", T::kTime, "5d",
      "How long a bounce message may stay queued before it is given up.", 0, kNoMax, 'd'},
+    {"bounce_size_limit", T::kSize, "50000",
+     "The most bytes of the original message a delivery status notice returns.", 0},
     {"command_directory", T::kString, "/usr/sbin", "Where the administrative commands live."},
     {"command_time_limit", T::kTime, "1000s",
      "How long a delivery to a command may run before it is killed.", 1},
