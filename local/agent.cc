@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "mail/address_keys.h"
+#include "mail/cleanup_client.h"
 #include "mail/pipe_command.h"
 #include "util/error.h"
 #include "util/fd.h"
@@ -25,6 +26,7 @@ namespace postern {
 namespace {
 
 constexpr int kMaxDepth = 10;
+constexpr Timeout kCleanupTimeout = std::chrono::seconds(300);
 
 // alias_maps, opened once per process: hash: tables follow a rebuild by themselves,
 // so one delivery request after another needs no reopening. A table that cannot
@@ -104,6 +106,7 @@ Agent::Agent(const Config& config, const DeliveryRequest& request, const QueueFi
   home_mailbox_ = config.str("home_mailbox");
   spool_dir_ = config.str("mail_spool_directory");
   forward_path_ = config.str("forward_path");
+  queue_directory_ = config.str("queue_directory");
   default_privs_ = config.str("default_privs");
   allow_commands_ = lowercase_words(config.list("allow_mail_to_commands"));
   allow_files_ = lowercase_words(config.list("allow_mail_to_files"));
@@ -447,9 +450,34 @@ Outcome Agent::to_command(const std::string& command, const Level& level) {
   return logged(level.address, o);
 }
 
+// A remote target: the message goes back to cleanup as a new queue file for that
+// address, with Delivered-To: for this level (so that it is recognised should it
+// come back), the level's sender and the original arrival time.
 Outcome Agent::forward(const std::string& address, const Level& level) {
-  return logged(address, defer("4.3.0", "forwarding to remote addresses is not supported yet (for " +
-                                            level.address + ")"));
+  auto client = CleanupClient::connect(queue_directory_, kCleanupTimeout);
+  if (!client) return logged(address, defer("4.3.0", "cannot forward: cleanup: " + client.error()));
+  CleanupBegin begin;
+  begin.origin = "local";
+  begin.sender = level.sender;
+  begin.rewrite_context = "local";
+  begin.arrival_seconds = request_.arrival_seconds;
+  CleanupRecipient rcpt;
+  rcpt.address = address;
+  Result<void> sent = client->begin(begin);
+  if (sent) sent = client->add_recipient(rcpt);
+  if (sent) sent = client->write_content("Delivered-To: " + level.address + "\n");
+  if (sent) sent = client->write_content(message_);
+  if (!sent) return logged(address, defer("4.3.0", "cannot forward: cleanup: " + sent.error()));
+  auto reply = client->finish();
+  if (!reply) return logged(address, defer("4.3.0", "cannot forward: cleanup: " + reply.error()));
+  if (reply->status != "ok") {
+    Outcome o = reply->status == "perm" ? bounce("5.3.0", reply->reason) : defer("4.3.0", reply->reason);
+    return logged(address, o);
+  }
+  Outcome o;
+  o.text = "forwarded as " + reply->queue_id;
+  o.needs_sync = true;  // a repeat would queue a second copy
+  return logged(address, o);
 }
 
 Outcome Agent::logged(const std::string& address, Outcome o) {

@@ -66,6 +66,7 @@ class Agent {
   std::string home_mailbox_;
   std::string spool_dir_;
   std::string forward_path_;
+  std::string queue_directory_;
   std::string default_privs_;
   std::set<std::string> allow_commands_, allow_files_;
   std::vector<std::string> export_environment_;
