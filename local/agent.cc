@@ -42,9 +42,18 @@ TableList* process_aliases(const Config& config) {
   return aliases ? &*aliases : nullptr;
 }
 
-std::set<std::string> lowercase_words(const std::vector<std::string>& words) {
+// allow_mail_to_commands / allow_mail_to_files: a list of alias, forward, include.
+std::set<std::string> target_sources(const Config& config, const char* name) {
   std::set<std::string> out;
-  for (const auto& w : words) out.insert(lowercase(w));
+  for (const auto& w : config.list(name)) {
+    std::string word = lowercase(w);
+    if (word != "alias" && word != "forward" && word != "include") {
+      const Config::Entry* e = config.entry(name);
+      throw ConfigError(e ? e->file : config.main_cf_path(), e ? e->line : 0,
+                        std::string(name) + ": unknown value \"" + w + "\" (alias, forward, include)");
+    }
+    out.insert(word);
+  }
   return out;
 }
 
@@ -104,12 +113,13 @@ Agent::Agent(const Config& config, const DeliveryRequest& request, const QueueFi
   delimiters_ = config.str("recipient_delimiter");
   myorigin_ = config.str("myorigin");
   home_mailbox_ = config.str("home_mailbox");
+  mailbox_command_ = config.str("mailbox_command");
   spool_dir_ = config.str("mail_spool_directory");
   forward_path_ = config.str("forward_path");
   queue_directory_ = config.str("queue_directory");
   default_privs_ = config.str("default_privs");
-  allow_commands_ = lowercase_words(config.list("allow_mail_to_commands"));
-  allow_files_ = lowercase_words(config.list("allow_mail_to_files"));
+  allow_commands_ = target_sources(config, "allow_mail_to_commands");
+  allow_files_ = target_sources(config, "allow_mail_to_files");
   export_environment_ = config.list("export_environment");
   owner_request_special_ = config.boolean("owner_request_special");
   command_time_limit_ = config.seconds("command_time_limit");
@@ -376,6 +386,17 @@ std::string Agent::prefix_headers(const std::string& address, const std::string&
 }
 
 Outcome Agent::to_mailbox(const Account& account, const std::string& qualified, const Level& level) {
+  if (!mailbox_command_.empty()) {  // the user's rights; root's mail runs as default_privs
+    Level box = level;
+    box.address = qualified;
+    box.rights = account;
+    if (account.uid == 0) {
+      AccountLookup unprivileged = default_rights();
+      if (!unprivileged.account) return logged(qualified, defer("4.3.5", unprivileged.error));
+      box.rights = *unprivileged.account;
+    }
+    return to_command(mailbox_command_, box);
+  }
   DeliveryContent content{level.sender, prefix_headers(qualified, level.sender), message_};
   bool maildir = !home_mailbox_.empty() && home_mailbox_.back() == '/';
   bool in_spool = home_mailbox_.empty();

@@ -64,6 +64,7 @@ class Agent {
   std::string delimiters_;
   std::string myorigin_;
   std::string home_mailbox_;
+  std::string mailbox_command_;
   std::string spool_dir_;
   std::string forward_path_;
   std::string queue_directory_;

@@ -61,14 +61,19 @@ EffectiveIds::EffectiveIds(const Account& account) {
   int n = ::getgroups(0, nullptr);
   saved_groups_.resize(n > 0 ? size_t(n) : 0);
   if (n > 0 && ::getgroups(n, saved_groups_.data()) < 0) saved_groups_.clear();
-  check_sys(::setgroups(1, &account.gid), "setgroups");
-  check_sys(::setegid(account.gid), "setegid");
-  check_sys(::seteuid(account.uid), "seteuid");
   switched_ = true;
+  if (::setgroups(1, &account.gid) < 0 || ::setegid(account.gid) < 0 || ::seteuid(account.uid) < 0) {
+    int err = errno;
+    restore();
+    throw SystemError(err, "switch to uid " + std::to_string(account.uid));
+  }
 }
 
-EffectiveIds::~EffectiveIds() {
+EffectiveIds::~EffectiveIds() { restore(); }
+
+void EffectiveIds::restore() {
   if (!switched_) return;
+  switched_ = false;
   // Failing to become root again would deliver the next recipient with the
   // wrong rights: stop the process instead (master starts a new one).
   if (::seteuid(0) < 0 || ::setegid(0) < 0 || ::setgroups(saved_groups_.size(), saved_groups_.data()) < 0)

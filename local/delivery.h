@@ -54,6 +54,7 @@ class EffectiveIds {
   EffectiveIds& operator=(const EffectiveIds&) = delete;
 
  private:
+  void restore();
   bool switched_ = false;
   std::vector<gid_t> saved_groups_;
 };

@@ -29,7 +29,9 @@
 //      file owned by the user or root and not writable by group or others (else
 //      it is ignored, with a warning in the log).  Its targets are delivered like
 //      alias targets; one naming the user himself ("user", "\user") is the mailbox;
-//   6. the mailbox: a child process switches to the user (setgroups, setresgid,
+//   6. the mailbox: with mailbox_command set, that command (run as for
+//      "|command" below, with the user's rights; root's as default_privs);
+//      otherwise a child process switches to the user (setgroups, setresgid,
 //      setresuid; root's own mailbox is written as root) and writes the Maildir
 //      HOME/$home_mailbox when home_mailbox ends with '/', the mbox
 //      HOME/$home_mailbox when it is set otherwise, else the mbox

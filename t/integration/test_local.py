@@ -307,3 +307,34 @@ def test_remote_alias_target_is_forwarded_through_cleanup(inst):
     text = inst.postcat(qid)
     assert "far@example.net" in text and "owner-fwd@mail.example.com" in text
     assert "Delivered-To: fwd@mail.example.com" in text and "Subject: onwards" in text
+
+
+def test_mailbox_command_delivers_as_the_user():
+    # The instance's bin/ is next to its spool: main.cf can name it before it exists.
+    inst = Instance(main_cf_extra="mailbox_command = $queue_directory/../bin/boxcmd\n")
+    try:
+        a = inst.users[0]
+        with open(os.path.join(inst.bin, "boxcmd"), "w") as f:
+            f.write("#!/bin/sh\nexec %s %s/box-$USER\n" % (inst.record, inst.out))
+        os.chmod(os.path.join(inst.bin, "boxcmd"), 0o755)
+        inst.start()
+        inst.sendmail(a, input="Subject: via procmail-like\n\nx\n")
+        assert wait_for(lambda: inst.recorded("box-" + a) and inst.queued() == 0, 15), inst.log()
+        assert int(inst.recorded("box-" + a)["uid"]) == uid_of(a)
+        assert inst.messages(a) == []  # the command had it, not the Maildir
+    finally:
+        inst.stop()
+
+
+def test_unknown_allow_mail_to_files_value_defers_with_the_line():
+    inst = Instance(main_cf_extra="allow_mail_to_files = alias, sometimes\n")
+    try:
+        a = inst.users[0]
+        inst.start()
+        inst.sendmail(a, input="Subject: s\n\nx\n")
+        inst.wait_log('allow_mail_to_files: unknown value "sometimes"')
+        assert "main.cf:" in inst.log()
+        assert wait_for(lambda: inst.queue("deferred"), 15), inst.log()
+        assert inst.messages(a) == []
+    finally:
+        inst.stop()
