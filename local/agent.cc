@@ -401,16 +401,18 @@ Outcome Agent::to_mailbox(const Account& account, const std::string& qualified, 
   bool maildir = !home_mailbox_.empty() && home_mailbox_.back() == '/';
   bool in_spool = home_mailbox_.empty();
   std::string target = in_spool ? spool_dir_ + "/" + account.name : account.home + "/" + home_mailbox_;
-  // A spool the user cannot write to (Debian's /var/mail, root:mail 2775): the
-  // mailbox is made as root for the user, the delivery keeps the spool's group
-  // for its dot-lock.
+  // A spool mailbox is made (or checked) as root for the user: in a spool the
+  // user cannot write to (Debian's /var/mail, root:mail 2775) the user could not
+  // create it, and in any spool a link or another owner's file is refused before
+  // the user's delivery opens anything.  The delivery keeps the spool's group
+  // when the spool is writable only by it, for the dot-lock.
   std::function<MailboxResult()> prepare;
   std::vector<gid_t> extra_groups;
   struct stat spool;
-  if (in_spool && ::geteuid() == 0 && account.uid != 0 && ::stat(spool_dir_.c_str(), &spool) == 0 &&
-      !(spool.st_mode & S_IWOTH)) {
+  if (in_spool && ::geteuid() == 0 && account.uid != 0) {
     prepare = [&] { return prepare_spool_mailbox(target, account.uid, account.gid); };
-    if (spool.st_mode & S_IWGRP) extra_groups.push_back(spool.st_gid);
+    if (::stat(spool_dir_.c_str(), &spool) == 0 && !(spool.st_mode & S_IWOTH) && (spool.st_mode & S_IWGRP))
+      extra_groups.push_back(spool.st_gid);
   }
   Outcome o = in_child_as(account, extra_groups, prepare, [&]() -> MailboxResult {
     if (maildir) {

@@ -36,11 +36,11 @@
 //      HOME/$home_mailbox when home_mailbox ends with '/', the mbox
 //      HOME/$home_mailbox when it is set otherwise, else the mbox
 //      $mail_spool_directory/USER, with Delivered-To: and Return-Path: prepended,
-//      under mailbox_size_limit.  A spool the user cannot write to (Debian's
-//      /var/mail, root:mail 2775): the mailbox is created as root (never through
-//      a link, mode 0600, owned by the user) and written by the user with the
-//      spool's group for the dot-lock; a symbolic link or another owner's file
-//      there is refused (deferred 4.2.0), never followed.  Maildir deliveries use
+//      under mailbox_size_limit.  A mailbox in mail_spool_directory is created
+//      as root (never through a link, mode 0600, owned by the user) and written
+//      by the user, with the spool's group for the dot-lock when only that group
+//      may write there (Debian's /var/mail, root:mail 2775); a symbolic link or
+//      another owner's file there is refused (deferred 4.2.0), never followed.  Maildir deliveries use
 //      the deterministic name (queue ID and recipient), so a retry after a crash
 //      between the delivery and the queue update does not deliver twice.
 //

@@ -2,6 +2,7 @@
 alias targets that are commands, files and :include: files, ~/.forward, owner-
 aliases, command exit statuses and time limits, address data that tries to reach a
 shell, Delivered-To loops, and a /var/mail-like spool with a planted link."""
+import grp
 import os
 import pwd
 import subprocess
@@ -271,12 +272,13 @@ def test_delivered_to_loop_bounces(inst):
     assert inst.messages(a) == []
 
 
-def test_root_owned_spool_creates_user_mailbox_and_refuses_planted_link():
+@pytest.mark.parametrize("group,mode", [("mail", 0o2775), ("root", 0o1777)])  # Debian's /var/mail; a sticky spool
+def test_root_owned_spool_creates_user_mailbox_and_refuses_planted_link(group, mode):
     inst = Instance(mailbox="mbox")
     try:
         a, b = inst.users[:2]
-        os.chown(inst.mailspool, 0, 8)  # root:mail 2775, as Debian's /var/mail
-        os.chmod(inst.mailspool, 0o2775)
+        os.chown(inst.mailspool, 0, grp.getgrnam(group).gr_gid)
+        os.chmod(inst.mailspool, mode)
         victim = os.path.join(inst.base, "victim")
         with open(victim, "w") as f:
             f.write("precious\n")
