@@ -170,25 +170,33 @@ CommandOutcome run_command(const CommandRun& run) {
 
   std::string_view pending = run.input;
   if (pending.empty()) in.write.reset();
+  // Until the command has closed its output and taken all of its input (or
+  // stopped reading it): a command may close its output first.
   bool reading = true;
-  while (reading) {
+  while (reading || in.write.valid()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) break;
-    struct pollfd fds[2] = {{out.read.get(), POLLIN, 0}, {in.write.get(), POLLOUT, 0}};
-    int nfds = in.write.valid() ? 2 : 1;
+    struct pollfd fds[2];
+    int nfds = 0;
+    if (reading) fds[nfds++] = {out.read.get(), POLLIN, 0};
+    if (in.write.valid()) fds[nfds++] = {in.write.get(), POLLOUT, 0};
     int n = ::poll(fds, nfds, int(std::min<long long>(left, 1000)));
     if (n < 0 && errno != EINTR) break;
     if (n <= 0) continue;
-    if (fds[0].revents != 0) reading = read_output(out.read.get(), outcome.output, run.output_limit);
-    if (nfds == 2 && fds[1].revents != 0) {
+    for (int i = 0; i < nfds; ++i) {
+      if (fds[i].revents == 0) continue;
+      if (fds[i].fd == out.read.get()) {
+        reading = read_output(out.read.get(), outcome.output, run.output_limit);
+        continue;
+      }
       ssize_t w = ::write(in.write.get(), pending.data(), std::min<size_t>(pending.size(), 65536));
       if (w > 0) pending.remove_prefix(size_t(w));
       // Done, or the command stopped reading (EPIPE): its exit status decides.
       if (pending.empty() || (w < 0 && errno != EAGAIN && errno != EINTR)) in.write.reset();
     }
   }
-  in.write.reset();
-  if (reading) {  // the time limit passed while the command still had its output open
+  if (reading || in.write.valid()) {  // the time limit passed first
+    in.write.reset();
     ::kill(-pid, SIGKILL);
     outcome.end = CommandOutcome::End::kTimedOut;
   }

@@ -129,3 +129,14 @@ TEST_CASE("exit statuses map to delivered, deferred and bounced as in Postfix", 
   CHECK(status(End::kNotStarted, 0).temporary());
   CHECK(status(End::kExited, 1, std::string(5000, 'z')).text.size() < 600);
 }
+
+TEST_CASE("a command that closes its output first still gets all of its input", "[local_command]") {
+  TempDir dir;
+  std::string out = dir.path + "/out";
+  std::string input(300000, 'm');
+  input += "\nend\n";
+  CommandOutcome o = run_command(shell("exec >/dev/null 2>&1; sleep 0.2; cat > " + out, input));
+  CHECK(o.end == CommandOutcome::End::kExited);
+  CHECK(o.status == 0);
+  CHECK(read_file(out) == input);
+}
