@@ -113,7 +113,7 @@ def test_alias_command_gets_message_and_environment_as_nobody(inst):
 def test_alias_file_and_command_run_as_the_table_owner(inst):
     a = inst.users[0]
     home = pwd.getpwnam(a).pw_dir
-    inst.set_aliases("both: %s/saved, \"|%s %s/both\"\n" % (home, inst.record, inst.out), owner=a)
+    inst.set_aliases("both: %s/saved, %s/md/, \"|%s %s/both\"\n" % (home, home, inst.record, inst.out), owner=a)
     inst.start()
     inst.sendmail("both", input="Subject: kept\n\nx\n")
     assert wait_for(lambda: inst.recorded("both") and inst.queued() == 0, 15), inst.log()
@@ -123,6 +123,8 @@ def test_alias_file_and_command_run_as_the_table_owner(inst):
     with open(os.path.join(home, "saved")) as f:
         text = f.read()
     assert text.startswith("From ") and "Delivered-To: both@mail.example.com\n" in text and "Subject: kept" in text
+    [copy] = os.listdir(os.path.join(home, "md", "new"))  # a trailing '/' is a Maildir
+    assert os.stat(os.path.join(home, "md", "new", copy)).st_uid == uid_of(a)
 
 
 def test_include_refused_for_commands_by_default(inst):
@@ -340,3 +342,13 @@ def test_unknown_allow_mail_to_files_value_defers_with_the_line():
         assert inst.messages(a) == []
     finally:
         inst.stop()
+
+
+def test_forward_loop_between_users_bounces(inst):
+    a, b = inst.users[:2]
+    inst.user_file(a, ".forward", "%s\n" % b)
+    inst.user_file(b, ".forward", "%s\n" % a)
+    inst.start()
+    inst.sendmail(a, input="Subject: round and round\n\nx\n")
+    inst.wait_log("status=bounced (5.4.6 alias expansion too deep")
+    assert inst.messages(a) == [] and inst.messages(b) == []
