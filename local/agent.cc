@@ -386,6 +386,8 @@ std::string Agent::prefix_headers(const std::string& address, const std::string&
 }
 
 Outcome Agent::to_mailbox(const Account& account, const std::string& qualified, const Level& level) {
+  std::string key = "mailbox " + account.name;
+  if (delivered_.count(key)) return {};
   if (!mailbox_command_.empty()) {  // the user's rights; root's mail runs as default_privs
     Level box = level;
     box.address = qualified;
@@ -426,11 +428,16 @@ Outcome Agent::to_mailbox(const Account& account, const std::string& qualified, 
     options.size_limit = size_limit_;
     return deliver_to_mbox(target, content, options);
   });
-  if (o.status == kDeliveryOk) o.needs_sync = !maildir;
+  if (o.status == kDeliveryOk) {
+    o.needs_sync = !maildir;
+    delivered_.insert(key);
+  }
   return logged(qualified, o);
 }
 
 Outcome Agent::to_file(const std::string& path, const Level& level) {
+  std::string key = "file " + path;
+  if (delivered_.count(key)) return {};
   DeliveryContent content{level.sender, prefix_headers(level.address, level.sender), message_};
   Outcome o = in_child_as(level.rights, {}, nullptr, [&]() -> MailboxResult {
     if (path.back() == '/') return deliver_to_maildir(path, content);
@@ -439,11 +446,14 @@ Outcome Agent::to_file(const std::string& path, const Level& level) {
   if (o.status == kDeliveryOk) {
     o.needs_sync = true;
     o.text = "delivered to file: " + path;
+    delivered_.insert(key);
   }
   return logged(level.address, o);
 }
 
 Outcome Agent::to_command(const std::string& command, const Level& level) {
+  std::string key = format("command %ld %s", long(level.rights.uid), command.c_str());
+  if (delivered_.count(key)) return {};
   static const std::map<std::string, std::string> inherited = process_environment();
   std::string local, domain;
   split_local(level.address, local, domain);
@@ -469,7 +479,10 @@ Outcome Agent::to_command(const std::string& command, const Level& level) {
   run.input = input;
   run.time_limit = std::chrono::seconds(command_time_limit_);
   Outcome o = outcome_of(command_delivery_status(command, run_command(run)));
-  if (o.status == kDeliveryOk) o.needs_sync = true;
+  if (o.status == kDeliveryOk) {
+    o.needs_sync = true;
+    delivered_.insert(key);
+  }
   return logged(level.address, o);
 }
 
@@ -477,6 +490,8 @@ Outcome Agent::to_command(const std::string& command, const Level& level) {
 // address, with Delivered-To: for this level (so that it is recognised should it
 // come back), the level's sender and the original arrival time.
 Outcome Agent::forward(const std::string& address, const Level& level) {
+  std::string key = "forward " + lowercase(address) + " from " + level.sender;
+  if (delivered_.count(key)) return {};
   auto client = CleanupClient::connect(queue_directory_, kCleanupTimeout);
   if (!client) return logged(address, defer("4.3.0", "cannot forward: cleanup: " + client.error()));
   CleanupBegin begin;
@@ -500,6 +515,7 @@ Outcome Agent::forward(const std::string& address, const Level& level) {
   Outcome o;
   o.text = "forwarded as " + reply->queue_id;
   o.needs_sync = true;  // a repeat would queue a second copy
+  delivered_.insert(key);
   return logged(address, o);
 }
 

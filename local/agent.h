@@ -76,6 +76,11 @@ class Agent {
   uint64_t size_limit_ = 0;
   std::string message_;
 
+  // What this request has delivered (a mailbox, file, command or forwarding): a
+  // target that two recipients or two aliases lead to gets one copy, as with
+  // Postfix's duplicate filter.
+  std::set<std::string> delivered_;
+
   // Per recipient.
   std::string original_;
   std::set<std::string> seen_aliases_;  // the aliases being expanded, outermost first

@@ -68,6 +68,10 @@
 // delivers only to the mailbox of the user it runs as (others defer 4.3.0), and
 // its files and commands run as that user.
 //
+// Within one delivery request a mailbox, file, command (for one uid) or
+// forwarding address gets the message once, however many recipients and
+// aliases lead to it (Postfix's duplicate filter).
+//
 // A recipient is answered with the worst outcome of its targets (defer over
 // bounce over delivered).  A recipient whose every target was delivered is
 // marked done in the queue file before the reply (with fdatasync when an mbox,

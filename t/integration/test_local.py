@@ -352,3 +352,15 @@ def test_forward_loop_between_users_bounces(inst):
     inst.sendmail(a, input="Subject: round and round\n\nx\n")
     inst.wait_log("status=bounced (5.4.6 alias expansion too deep")
     assert inst.messages(a) == [] and inst.messages(b) == []
+
+
+def test_target_reached_twice_gets_one_copy(inst):
+    a, b = inst.users[:2]
+    inst.set_aliases("team: %s, %s, \"|%s %s/team\"\nall: team, %s, \"|%s %s/team\"\n"
+                     % (a, b, inst.record, inst.out, a, inst.record, inst.out))
+    inst.start()
+    inst.sendmail("all", a, input="Subject: once\n\nx\n")
+    assert wait_for(lambda: inst.messages(a) and inst.messages(b) and inst.queued() == 0, 15), inst.log()
+    time.sleep(1)
+    assert len(inst.messages(a)) == 1 and len(inst.messages(b)) == 1
+    assert inst.log().count("delivered to command") == 1
