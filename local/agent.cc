@@ -181,7 +181,7 @@ Outcome Agent::resolve(const std::string& address, const Level& level) {
 Outcome Agent::expand_alias(const std::string& key, const std::string& qualified, const Level& level, bool& found) {
   found = false;
   std::optional<size_t> table;
-  std::string value;
+  std::string name, value;  // the alias that matched (without the extension, maybe) and its targets
   for (const std::string& k : address_keys(key, {delimiters_, true, false})) {
     for (size_t i = 0; i < aliases_->tables().size() && !table; ++i) {
       LookupResult r = aliases_->tables()[i]->lookup(k);
@@ -191,6 +191,7 @@ Outcome Agent::expand_alias(const std::string& key, const std::string& qualified
       }
       if (r.is_found()) {
         table = i;
+        name = k;
         value = r.value;
       }
     }
@@ -199,18 +200,18 @@ Outcome Agent::expand_alias(const std::string& key, const std::string& qualified
   if (!table) return {};
   found = true;
   auto targets = parse_targets(value, false);
-  if (!targets) return logged(qualified, defer("4.3.5", "alias " + key + ": " + targets.error()));
-  if (targets->empty()) return logged(qualified, bounce("5.1.1", "alias " + key + " has no targets"));
+  if (!targets) return logged(qualified, defer("4.3.5", "alias " + name + ": " + targets.error()));
+  if (targets->empty()) return logged(qualified, bounce("5.1.1", "alias " + name + " has no targets"));
   Level next;
   next.address = qualified;
   next.sender = level.sender;
   next.source = Source::kAlias;
   next.depth = level.depth + 1;
-  if (owner_request_special_ && !key.starts_with("owner-")) {
-    LookupResult owner = aliases_->lookup("owner-" + key);
+  if (owner_request_special_ && !name.starts_with("owner-")) {
+    LookupResult owner = aliases_->lookup("owner-" + name);
     if (owner.is_temp_fail())
-      return logged(qualified, defer("4.3.0", "alias lookup of owner-" + key + " failed: " + owner.error));
-    if (owner.is_found()) next.sender = "owner-" + key + "@" + myorigin_;
+      return logged(qualified, defer("4.3.0", "alias lookup of owner-" + name + " failed: " + owner.error));
+    if (owner.is_found()) next.sender = "owner-" + name + "@" + myorigin_;
   }
   AccountLookup rights = alias_rights(*table);
   if (!rights.account) return logged(qualified, defer("4.3.5", rights.error));

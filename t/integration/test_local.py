@@ -201,7 +201,7 @@ def test_owner_alias_becomes_the_sender(inst):
     a = inst.users[0]
     inst.set_aliases("list: %s, \"|%s %s/own\"\nowner-list: %s\n" % (a, inst.record, inst.out, inst.users[1]))
     inst.start()
-    inst.sendmail("-f", "poster@example.org", "list", input="Subject: list mail\n\nx\n")
+    inst.sendmail("-f", "poster@example.org", "list+digest", input="Subject: list mail\n\nx\n")
     assert wait_for(lambda: inst.recorded("own") and inst.messages(a) and inst.queued() == 0, 15), inst.log()
     assert inst.recorded("own")["environ"]["SENDER"] == "owner-list@mail.example.com"
     assert "Return-Path: <owner-list@mail.example.com>\n" in inst.messages(a)[0]
