@@ -17,18 +17,21 @@
 //      alias, no .forward), "|command" ("|cmd with spaces" quoted, or unquoted up
 //      to the next comma), "/file" (mbox; "/dir/" is a Maildir),
 //      ":include:/path" (a file of more targets, '#' comment lines), and remote
-//      addresses (forwarded).  With owner_request_special (yes) and an alias
+//      addresses (forwarded: the message goes back to cleanup for that address
+//      with Delivered-To: and its original arrival time, and the log says
+//      "forwarded as QUEUEID").  With owner_request_special (yes) and an alias
 //      "owner-X", the envelope sender of X's deliveries becomes owner-X@$myorigin.
 //      A lookup that fails temporarily defers;
 //   4. the user (the local part without extension) is found with getpwnam;
 //      unknown is a bounce 5.1.1 "user unknown";
 //   5. forward_path ("$home/.forward${recipient_delimiter}${extension},
 //      $home/.forward") names the user's .forward files; an element that refers
-//      to an empty value ($extension without an extension) is skipped.  The first
-//      file that exists is read as the user and used only when it is a regular
-//      file owned by the user or root and not writable by group or others (else
-//      it is ignored, with a warning in the log).  Its targets are delivered like
-//      alias targets; one naming the user himself ("user", "\user") is the mailbox;
+//      to an empty value ($extension without an extension) is skipped.  The files
+//      are read as the user, in order, and the first usable one counts: a regular
+//      file, owned by the user or root, not writable by group or others, not empty
+//      (any other is ignored, with a warning in the log).  Its targets are
+//      delivered like alias targets, with the user's rights; one naming the user
+//      himself ("user", "\user") is the mailbox;
 //   6. the mailbox: with mailbox_command set, that command (run as for
 //      "|command" below, with the user's rights; root's as default_privs);
 //      otherwise a child process switches to the user (setgroups, setresgid,
@@ -56,7 +59,9 @@
 // entered), with standard input "From sender date", Delivered-To:, Return-Path:
 // and the message, and only this environment: the export_environment names
 // ("TZ MAIL_CONFIG LANG"), HOME, LOGNAME, USER, SHELL (of that account), SENDER,
-// RECIPIENT, LOCAL, DOMAIN, EXTENSION (when there is one), ORIGINAL_RECIPIENT.
+// RECIPIENT, LOCAL, DOMAIN, EXTENSION (when there is one), ORIGINAL_RECIPIENT
+// (no CLIENT_*: the delivery request does not carry the client; no PATH: /bin/sh
+// uses its own default).
 // Addresses reach commands only through the environment, never a command line.
 // Exit 0 is delivered; 75 (EX_TEMPFAIL), 71, a signal or command_time_limit
 // (after which the process group is killed) defer 4.3.0; other sysexits(3)
