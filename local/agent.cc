@@ -318,7 +318,9 @@ Outcome Agent::expand_forward(const Account& account, const std::string& local, 
     next.address = qualified;
     next.sender = level.sender;
     next.source = Source::kForward;
-    next.rights = account;
+    AccountLookup rights = user_rights(account);
+    if (!rights.account) return logged(qualified, defer("4.3.5", rights.error));
+    next.rights = *rights.account;
     next.depth = level.depth + 1;
     Outcome all;
     for (const LocalTarget& t : *targets) {
@@ -373,6 +375,10 @@ AccountLookup Agent::default_rights() {
   return found;
 }
 
+AccountLookup Agent::user_rights(const Account& account) {
+  return account.uid == 0 ? default_rights() : AccountLookup{account, {}};
+}
+
 AccountLookup Agent::alias_rights(size_t table) {
   std::string file = table_file(aliases_->tables()[table]->spec());
   struct stat st;
@@ -392,12 +398,9 @@ Outcome Agent::to_mailbox(const Account& account, const std::string& qualified, 
   if (!mailbox_command_.empty()) {  // the user's rights; root's mail runs as default_privs
     Level box = level;
     box.address = qualified;
-    box.rights = account;
-    if (account.uid == 0) {
-      AccountLookup unprivileged = default_rights();
-      if (!unprivileged.account) return logged(qualified, defer("4.3.5", unprivileged.error));
-      box.rights = *unprivileged.account;
-    }
+    AccountLookup rights = user_rights(account);
+    if (!rights.account) return logged(qualified, defer("4.3.5", rights.error));
+    box.rights = *rights.account;
     return to_command(mailbox_command_, box);
   }
   DeliveryContent content{level.sender, prefix_headers(qualified, level.sender), message_};

@@ -54,6 +54,8 @@ class Agent {
   Outcome logged(const std::string& address, Outcome o);
 
   AccountLookup alias_rights(size_t table);
+  // The user's own, or default_privs for root: the rights of root's commands and files.
+  AccountLookup user_rights(const Account& account);
   AccountLookup default_rights();
   bool allowed(const std::set<std::string>& where, Source source) const;
   std::string prefix_headers(const std::string& address, const std::string& sender) const;

@@ -49,7 +49,7 @@
 //
 // Rights of files and commands: named in an alias table, those of the owner of
 // the table's file (default_privs, "nobody", when that is root or the table is not
-// a file); in a .forward, the user's; in an :include: file, its owner's
+// a file); in a .forward, the user's (default_privs for root's); in an :include: file, its owner's
 // (default_privs for root).  allow_mail_to_commands and allow_mail_to_files
 // ("alias, forward"; "include" allows them in :include: files) say where they may
 // appear; elsewhere they bounce 5.7.1 "mail to command/file is restricted".
