@@ -1,4 +1,4 @@
-// local: final delivery to local users' mailboxes, as Postfix's local(8).
+// local: final delivery to local users, as Postfix's local(8).
 //   local -n service -t unix ...   (started by master; private/local, unpriv=n)
 // One client is one DeliveryRequest from the queue manager
 // (lib/mail/delivery_protocol.h); local answers one DeliveryReply with a result
@@ -7,247 +7,108 @@
 // For each recipient:
 //   1. the domain must be empty or in mydestination (else defer 4.3.5: the queue
 //      manager routed it wrongly);
-//   2. the local part is looked up in alias_maps (Postfix's order: with the
-//      recipient_delimiter extension, then without).  A found alias expands to a
-//      list of local addresses, which are looked up again (up to kMaxAliasDepth
-//      levels; an alias naming itself is the user of that name).  "|command",
-//      "/file", ":include:" and remote targets answer defer "not supported yet".
-//      A lookup that fails temporarily defers.
-//   3. the user (the local part without extension) is found with getpwnam;
+//   2. a message whose header already holds "Delivered-To: RCPT" for the address
+//      being delivered (at any level of the expansion, without regard to case)
+//      bounces 5.4.6 "mail forwarding loop for RCPT";
+//   3. the local part is looked up in alias_maps (with the recipient_delimiter
+//      extension, then without).  An alias value is a list of targets
+//      (aliases(5)): addresses (looked up again, up to 10 levels; an alias inside
+//      its own expansion is the user of that name), "\user" (the mailbox, no
+//      alias, no .forward), "|command" ("|cmd with spaces" quoted, or unquoted up
+//      to the next comma), "/file" (mbox; "/dir/" is a Maildir),
+//      ":include:/path" (a file of more targets, '#' comment lines), and remote
+//      addresses (forwarded: the message goes back to cleanup for that address
+//      with Delivered-To: and its original arrival time, and the log says
+//      "forwarded as QUEUEID").  With owner_request_special (yes) and an alias
+//      "owner-X", the envelope sender of X's deliveries becomes owner-X@$myorigin.
+//      A lookup that fails temporarily defers;
+//   4. the user (the local part without extension) is found with getpwnam;
 //      unknown is a bounce 5.1.1 "user unknown";
-//   4. a child process switches to the user (setgroups, setresgid, setresuid;
-//      root's own mailbox is written as root) and delivers: to the Maildir
-//      HOME/$home_mailbox when home_mailbox ends with '/', to the mbox
-//      HOME/$home_mailbox when it is set otherwise, else to the mbox
+//   5. forward_path ("$home/.forward${recipient_delimiter}${extension},
+//      $home/.forward") names the user's .forward files; an element that refers
+//      to an empty value ($extension without an extension) is skipped.  The files
+//      are read as the user, in order, and the first usable one counts: a regular
+//      file, owned by the user or root, not writable by group or others, not empty
+//      (any other is ignored, with a warning in the log).  Its targets are
+//      delivered like alias targets, with the user's rights; one naming the user
+//      himself ("user", "\user") is the mailbox;
+//   6. the mailbox: with mailbox_command set, that command (run as for
+//      "|command" below, with the user's rights; root's as default_privs);
+//      otherwise a child process switches to the user (setgroups, setresgid,
+//      setresuid; root's own mailbox is written as root) and writes the Maildir
+//      HOME/$home_mailbox when home_mailbox ends with '/', the mbox
+//      HOME/$home_mailbox when it is set otherwise, else the mbox
 //      $mail_spool_directory/USER, with Delivered-To: and Return-Path: prepended,
-//      under mailbox_size_limit.  Maildir deliveries use the deterministic name
-//      (queue ID and recipient), so a retry after a crash between the delivery
-//      and the queue update does not deliver twice.
+//      under mailbox_size_limit.  A mailbox in mail_spool_directory is created
+//      as root (never through a link, mode 0600, owned by the user) and written
+//      by the user, with the spool's group for the dot-lock when only that group
+//      may write there (Debian's /var/mail, root:mail 2775); a symbolic link or
+//      another owner's file there is refused (deferred 4.2.0), never followed.  Maildir deliveries use
+//      the deterministic name (queue ID and recipient), so a retry after a crash
+//      between the delivery and the queue update does not deliver twice.
+//
+// Rights of files and commands: named in an alias table, those of the owner of
+// the table's file (default_privs, "nobody", when that is root or the table is not
+// a file); in a .forward, the user's (default_privs for root's); in an :include: file, its owner's
+// (default_privs for root).  allow_mail_to_commands and allow_mail_to_files
+// ("alias, forward"; "include" allows them in :include: files) say where they may
+// appear; elsewhere they bounce 5.7.1 "mail to command/file is restricted".
+//
+// Commands run as /bin/sh -c COMMAND in their own process group, with the
+// rights above, in the home directory of that account ("/" when it cannot be
+// entered), with standard input "From sender date", Delivered-To:, Return-Path:
+// and the message, and only this environment: the export_environment names
+// ("TZ MAIL_CONFIG LANG"), HOME, LOGNAME, USER, SHELL (of that account), SENDER,
+// RECIPIENT, LOCAL, DOMAIN, EXTENSION (when there is one), ORIGINAL_RECIPIENT
+// (no CLIENT_*: the delivery request does not carry the client; no PATH: /bin/sh
+// uses its own default).
+// Addresses reach commands only through the environment, never a command line.
+// Exit 0 is delivered; 75 (EX_TEMPFAIL), 71, a signal or command_time_limit
+// (after which the process group is killed) defer 4.3.0; other sysexits(3)
+// codes bounce with Postfix's code (67 EX_NOUSER 5.1.1, 77 EX_NOPERM 5.7.0, ...),
+// any other status 5.3.0, with the reason
+//   Command died with status N: "cmd". Command output: <first 2 KB, one line>
+//
 // When local does not run as root (master started by an ordinary user) it
-// delivers only to the mailbox of the user it runs as; others defer 4.3.0.
-// A recipient whose every target was delivered is marked done in the queue file
-// before the reply (mbox deliveries with fdatasync), and answered "ok".
+// delivers only to the mailbox of the user it runs as (others defer 4.3.0), and
+// its files and commands run as that user.
 //
-// First cut: a recipient whose alias targets partly fail is deferred as a whole;
-// the retry repeats the targets that got it into an mbox (Maildir recognises them).
+// Within one delivery request a mailbox, file, command (for one uid) or
+// forwarding address gets the message once, however many recipients and
+// aliases lead to it (Postfix's duplicate filter).
 //
-// Log: "QUEUEID: to=<rcpt>, orig_to=<alias>, status=sent (dsn text)" and so on.
+// A recipient is answered with the worst outcome of its targets (defer over
+// bounce over delivered).  A recipient whose every target was delivered is
+// marked done in the queue file before the reply (with fdatasync when an mbox,
+// file or command delivery is among them).  A recipient whose targets partly
+// fail is deferred as a whole: the retry repeats the mbox, file and command
+// deliveries that got through (Maildir deliveries recognise themselves).  This
+// is the rule Postfix would avoid with its per-attempt duplicate filter; here a
+// repeated copy is preferred to a lost one.
+//
+// Log: "QUEUEID: to=<rcpt>, orig_to=<original>, relay=local, status=sent (text)"
+// for every delivery and failure of the expansion.
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
-#include "mail/address_keys.h"
+#include "agent.h"
 #include "mail/daemon.h"
 #include "mail/delivery_protocol.h"
-#include "mail/mailbox.h"
 #include "mail/queue_file.h"
 #include "mail/queue_id.h"
-#include "mail/table.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/socket.h"
-#include "util/strings.h"
 
 namespace postern {
 namespace {
 
 constexpr Timeout kFrameTimeout = std::chrono::seconds(300);
-constexpr int kMaxAliasDepth = 10;
-
-struct Outcome {
-  std::string status = std::string(kDeliveryOk);
-  std::string dsn = "2.0.0";
-  std::string text = "delivered";
-  bool needs_sync = false;  // an mbox delivery: mark done with fdatasync
-};
-
-Outcome defer(std::string dsn, std::string text) { return {std::string(kDeliveryDefer), dsn, text}; }
-Outcome bounce(std::string dsn, std::string text) { return {std::string(kDeliveryBounce), dsn, text}; }
-
-// The worst of two outcomes: defer over bounce over ok (a defer is retried; a
-// bounce holds the message; both keep it).
-Outcome worse(const Outcome& a, const Outcome& b) {
-  auto rank = [](const Outcome& o) { return o.status == kDeliveryDefer ? 2 : o.status == kDeliveryBounce ? 1 : 0; };
-  Outcome r = rank(b) > rank(a) ? b : a;
-  r.needs_sync = a.needs_sync || b.needs_sync;
-  return r;
-}
-
-// alias_maps, opened once per process: hash: tables follow a rebuild by themselves,
-// so one delivery request after another needs no reopening. A table that cannot
-// be opened throws (the request is deferred) and is tried again next time.
-TableList* process_aliases(const Config& config) {
-  static std::optional<TableList> aliases;
-  static bool opened = false;
-  if (!opened) {
-    std::string maps = config.str("alias_maps");
-    if (!maps.empty()) aliases.emplace(maps);
-    opened = true;
-  }
-  return aliases ? &*aliases : nullptr;
-}
-
-class Agent {
- public:
-  Agent(const Config& config, const DeliveryRequest& request, const QueueFile& file)
-      : request_(request), aliases_(process_aliases(config)) {
-    for (const auto& d : config.list("mydestination")) mydestination_.insert(lowercase(d));
-    delimiters_ = config.str("recipient_delimiter");
-    myorigin_ = config.str("myorigin");
-    home_mailbox_ = config.str("home_mailbox");
-    spool_dir_ = config.str("mail_spool_directory");
-    int64_t limit = config.bytes("mailbox_size_limit");
-    size_limit_ = limit > 0 ? uint64_t(limit) : 0;
-    message_ = file.content();
-  }
-
-  Outcome deliver(const DeliveryRecipient& rcpt) {
-    std::set<std::string> seen;
-    return resolve(rcpt.address, rcpt.address, 0, seen);
-  }
-
- private:
-  // Splits "local@domain"; false when the domain is not ours.
-  bool split_local(const std::string& address, std::string& local, std::string& domain) const {
-    auto at = address.rfind('@');
-    local = at == std::string::npos ? address : address.substr(0, at);
-    domain = at == std::string::npos ? "" : lowercase(address.substr(at + 1));
-    return domain.empty() || mydestination_.count(domain) > 0;
-  }
-
-  Outcome resolve(const std::string& address, const std::string& original, int depth, std::set<std::string>& seen) {
-    std::string local, domain;
-    if (!split_local(address, local, domain))
-      return defer("4.3.5", "forwarding to " + domain + " is not supported yet");
-    std::string key = lowercase(local);
-    if (depth > kMaxAliasDepth) return bounce("5.4.6", "alias expansion too deep for " + address);
-    if (aliases_ && !seen.count(key)) {
-      seen.insert(key);
-      auto found = lookup_address(*aliases_, key, {delimiters_, true, false});
-      if (found.is_temp_fail()) return defer("4.3.0", "alias lookup of " + key + " failed: " + found.error);
-      if (found.is_found()) {
-        std::vector<std::string> targets = split_list(found.value);
-        if (targets.empty()) return bounce("5.1.1", "alias " + key + " has no targets");
-        Outcome all;
-        for (std::string target : targets) {
-          if (target.size() >= 2 && target.front() == '"' && target.back() == '"')
-            target = target.substr(1, target.size() - 2);
-          Outcome o;
-          if (target.empty()) o = bounce("5.1.1", "empty alias target for " + key);
-          else if (target[0] == '|') o = defer("4.3.0", "delivery to a command is not supported yet");
-          else if (target[0] == '/') o = defer("4.3.0", "delivery to a file is not supported yet");
-          else if (starts_with_include(target)) o = defer("4.3.0", ":include: is not supported yet");
-          else o = resolve(target, original, depth + 1, seen);
-          all = worse(all, o);
-        }
-        return all;
-      }
-    }
-    return to_user(key, domain, original);
-  }
-
-  static bool starts_with_include(const std::string& s) { return lowercase(s.substr(0, 9)) == ":include:"; }
-
-  Outcome to_user(const std::string& local, const std::string& domain, const std::string& original) {
-    std::string user = local;
-    if (!delimiters_.empty()) {
-      auto pos = user.find_first_of(delimiters_);
-      if (pos != std::string::npos && pos > 0) user = user.substr(0, pos);
-    }
-    errno = 0;
-    struct passwd* pw = ::getpwnam(user.c_str());
-    if (!pw) {
-      if (errno != 0 && errno != ENOENT && errno != ESRCH && errno != EBADF && errno != EPERM)
-        return defer("4.3.0", "user lookup of " + user + " failed: " + std::strerror(errno));
-      return bounce("5.1.1", "user unknown");
-    }
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
-    std::string home = pw->pw_dir;
-    std::string name = pw->pw_name;
-    if (::geteuid() != 0 && uid != ::geteuid())
-      return defer("4.3.0", "cannot deliver as another user (" + name + "): local does not run as root");
-    // An alias target without a domain is qualified as Postfix does, with $myorigin.
-    std::string rcpt = local + "@" + (domain.empty() ? myorigin_ : domain);
-    std::string return_path = request_.sender;
-    DeliveryContent content{request_.sender,
-                            "Delivered-To: " + rcpt + "\nReturn-Path: <" + return_path + ">\n", message_};
-    bool maildir = !home_mailbox_.empty() && home_mailbox_.back() == '/';
-    std::string target = home_mailbox_.empty() ? spool_dir_ + "/" + name : home + "/" + home_mailbox_;
-    Outcome o = as_user(uid, gid, [&]() -> MailboxResult {
-      if (maildir) {
-        MaildirOptions options;
-        options.size_limit = size_limit_;
-        options.queue_id = request_.queue_id;
-        options.recipient = original + "\n" + rcpt;
-        return deliver_to_maildir(target, content, options);
-      }
-      MboxOptions options;
-      options.size_limit = size_limit_;
-      return deliver_to_mbox(target, content, options);
-    });
-    if (o.status == kDeliveryOk) o.needs_sync = !maildir;
-    log_info("%s: to=<%s>, orig_to=<%s>, relay=local, status=%s (%s %s)", request_.queue_id.c_str(), rcpt.c_str(),
-             original.c_str(), o.status == kDeliveryOk ? "sent" : o.status == kDeliveryBounce ? "bounced" : "deferred",
-             o.dsn.c_str(), o.text.c_str());
-    return o;
-  }
-
-  // Runs write in a child process with the user's credentials; its result comes
-  // back as a DeliveryReply frame over a socket pair.
-  template <typename F>
-  Outcome as_user(uid_t uid, gid_t gid, F write) {
-    auto [rd, wr] = make_socketpair();
-    pid_t pid = ::fork();
-    if (pid < 0) return defer("4.3.0", std::string("fork: ") + std::strerror(errno));
-    if (pid == 0) {
-      rd.reset();
-      DeliveryResult out;
-      try {
-        if (::geteuid() == 0 && uid != 0) drop_privileges(uid, gid);
-        MailboxResult r = write();
-        out.status = std::string(r.ok() ? kDeliveryOk : r.temporary() ? kDeliveryDefer : kDeliveryBounce);
-        out.dsn = r.dsn;
-        out.text = r.ok() ? (r.already_delivered ? r.text : "delivered to " + (r.file.empty() ? "mailbox" : r.file))
-                          : r.text;
-      } catch (const std::exception& e) {
-        out = {0, std::string(kDeliveryDefer), "4.3.0", std::string("delivery failed: ") + e.what()};
-      }
-      auto sent = write_message(wr.get(), DeliveryReply{{out}}, kFrameTimeout);
-      ::_exit(sent ? 0 : 1);
-    }
-    wr.reset();
-    auto reply = read_message<DeliveryReply>(rd.get(), kFrameTimeout);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!reply || reply->results.size() != 1)
-      return defer("4.3.0", "delivery process failed" + (reply ? std::string() : ": " + reply.error()));
-    const DeliveryResult& r = reply->results.front();
-    return {r.status, r.dsn, r.text};
-  }
-
-  const DeliveryRequest& request_;
-  std::set<std::string> mydestination_;
-  std::string delimiters_;
-  TableList* aliases_;
-  std::string myorigin_;
-  std::string home_mailbox_;
-  std::string spool_dir_;
-  uint64_t size_limit_ = 0;
-  std::string message_;
-};
 
 DeliveryReply handle(const DeliveryRequest& request, const Config& config) {
   DeliveryReply reply;

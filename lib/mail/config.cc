@@ -245,6 +245,7 @@ std::string Config::expand(std::string_view text) const {
 }
 
 std::string Config::str(std::string_view name) const {
+  if (const ParamSpec* spec = find_param(name); spec && spec->raw) return raw(name).value_or("");
   std::vector<std::string> stack;
   return value_of(name, stack, where_of(name), false);
 }

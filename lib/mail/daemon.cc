@@ -73,8 +73,10 @@ std::vector<UniqueFd> take_listeners(int count) {
   return out;
 }
 
-void drop_privileges(uid_t uid, gid_t gid) {
-  check_sys(::setgroups(1, &gid), "setgroups");
+void drop_privileges(uid_t uid, gid_t gid, const std::vector<gid_t>& extra_groups) {
+  std::vector<gid_t> groups{gid};
+  groups.insert(groups.end(), extra_groups.begin(), extra_groups.end());
+  check_sys(::setgroups(groups.size(), groups.data()), "setgroups");
   check_sys(::setresgid(gid, gid, gid), "setresgid");
   check_sys(::setresuid(uid, uid, uid), "setresuid");
   if (uid != 0 && ::setuid(0) == 0) log_panic("privileges dropped to uid %d but setuid(0) still works", int(uid));

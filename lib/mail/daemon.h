@@ -66,8 +66,9 @@ Config load_daemon_config(const DaemonArgs& args);
 std::vector<UniqueFd> take_listeners(int count);
 
 // The one privilege-drop sequence: setgroups, setresgid, setresuid, then proof
-// that root cannot be regained (a panic if it can).  Throws SystemError.
-void drop_privileges(uid_t uid, gid_t gid);
+// that root cannot be regained (a panic if it can).  The process keeps gid and
+// the extra groups (local's group of a mail spool).  Throws SystemError.
+void drop_privileges(uid_t uid, gid_t gid, const std::vector<gid_t>& extra_groups = {});
 
 // Writes busy/idle records to master; a child whose master went away exits.
 class StatusReporter {

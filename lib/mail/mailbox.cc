@@ -545,8 +545,7 @@ MboxWrite write_mbox_message(int fd, const std::string& path, const struct stat&
   }
   ContentWriter out(fd, options.size_limit, static_cast<uint64_t>(st.st_size));
   out.put(padding);
-  out.put("From " + from_line_sender(msg.sender) + " " +
-          asctime_date(options.from_time != 0 ? options.from_time : ::time(nullptr)) + "\n");
+  out.put(mbox_from_line(msg.sender, options.from_time != 0 ? options.from_time : ::time(nullptr)));
   put_lines(out, msg.prefix_headers, options.quoting);
   put_lines(out, msg.message, options.quoting);
   out.put("\n");
@@ -573,6 +572,34 @@ MboxWrite write_mbox_message(int fd, const std::string& path, const struct stat&
 }
 
 }  // namespace
+
+std::string mbox_from_line(const std::string& sender, time_t when) {
+  return "From " + from_line_sender(sender) + " " + asctime_date(when) + "\n";
+}
+
+MailboxResult prepare_spool_mailbox(const std::string& path, uid_t uid, gid_t gid) {
+  UniqueFd fd(retry_eintr([&] {
+    return ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+  }));
+  if (fd.valid()) {
+    if (::fchown(fd.get(), uid, gid) < 0) {
+      int err = errno;
+      ::unlink(path.c_str());
+      return mailbox_error(err, "chown mailbox " + path);
+    }
+    return {};
+  }
+  if (errno != EEXIST) return mailbox_error(errno, "create mailbox " + path);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) < 0) return mailbox_error(errno, "lstat " + path);
+  if (S_ISLNK(st.st_mode)) return temporary("4.2.0", "mailbox " + path + " is a symbolic link: refused");
+  if (!S_ISREG(st.st_mode)) return temporary("4.2.0", "mailbox " + path + " is not a regular file: refused");
+  if (st.st_nlink != 1) return temporary("4.2.0", "mailbox " + path + " has more than one hard link: refused");
+  if (st.st_uid != uid)
+    return temporary("4.2.0", format("mailbox %s is owned by uid %ld, not the recipient: refused", path.c_str(),
+                                     static_cast<long>(st.st_uid)));
+  return {};
+}
 
 MailboxResult deliver_to_mbox(const std::string& path, const DeliveryContent& msg,
                               const MboxOptions& options) {

@@ -46,6 +46,7 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <sys/types.h>
 #include <string>
 #include <string_view>
 
@@ -103,5 +104,17 @@ struct MboxOptions {
 
 MailboxResult deliver_to_mbox(const std::string& path, const DeliveryContent& msg,
                               const MboxOptions& options = {});
+
+// The separator line "From <sender> <asctime date>\n" (local time); local also
+// gives it to commands as their first line.
+std::string mbox_from_line(const std::string& sender, time_t when);
+
+// A mailbox in a spool the user cannot write to (Debian's /var/mail, root:mail
+// 2775), made ready by the privileged caller before the user's delivery: a
+// missing one is created without following a link (O_EXCL|O_NOFOLLOW), mode
+// 0600, and given to uid:gid; an existing one must be a regular file with one
+// link, owned by uid.  A symbolic link or another owner's file is refused as a
+// temporary 4.2.0 (an administrator should look), and never opened.
+MailboxResult prepare_spool_mailbox(const std::string& path, uid_t uid, gid_t gid);
 
 }  // namespace postern

@@ -33,6 +33,9 @@ struct ParamSpec {
   std::string_view choices = {};
   // A default that depends on the host or on other values (myhostname, mydomain).
   std::string (*compute_default)(const Config&) = nullptr;
+  // Kept as written: the program that uses it expands its own names there
+  // ($home, $user, ${extension} in forward_path), as Postfix's raw parameters.
+  bool raw = false;
 };
 
 // The default of a parameter, computed for host-dependent ones.

@@ -199,16 +199,6 @@ def test_local_killed_during_batch_delivers_each_once(maildir_inst):
     assert subjects == sorted("n%d" % i for i in range(20))
 
 
-def test_alias_to_command_is_deferred_not_lost(maildir_inst):
-    inst = maildir_inst
-    inst.start()
-    inst.sendmail("pipe", input="Subject: to a command\n\nx\n")
-    assert wait_for(lambda: inst.queue("deferred"), 15), inst.log()
-    r = inst.run("postqueue", "-p")
-    assert "(delivery to a command is not supported yet)" in r.stdout, r.stdout
-    assert inst.queue("hold") == []
-
-
 @pytest.mark.skipif(ROOT, reason="only local without root refuses other users")
 def test_not_root_defers_other_users(maildir_inst):
     inst = maildir_inst

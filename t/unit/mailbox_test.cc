@@ -579,3 +579,39 @@ TEST_CASE("mbox: concurrent deliveries from 4 processes give 100 intact messages
   CHECK(seen.size() == kProcs * kEach);
   CHECK_FALSE(file_exists(mbox + ".lock"));
 }
+
+TEST_CASE("spool mailbox: created for the user, a link or another owner's file refused", "[mailbox]") {
+  TempDir dir;
+  uid_t uid = ::geteuid();
+  gid_t gid = ::getegid();
+  std::string box = dir.path + "/user";
+  MailboxResult made = prepare_spool_mailbox(box, uid, gid);
+  REQUIRE(made.ok());
+  CHECK(mode_of(box) == 0600);
+  CHECK(prepare_spool_mailbox(box, uid, gid).ok());  // an existing one of the user's
+
+  std::string victim = dir.write("victim", "keep\n");
+  std::string link = dir.path + "/linked";
+  REQUIRE(::symlink(victim.c_str(), link.c_str()) == 0);
+  MailboxResult refused = prepare_spool_mailbox(link, uid, gid);
+  CHECK(refused.temporary());
+  CHECK(refused.text.find("symbolic link") != std::string::npos);
+  CHECK(read_file(victim) == "keep\n");
+
+  MailboxResult other = prepare_spool_mailbox(box, uid + 1, gid);
+  CHECK(other.temporary());
+  CHECK(other.text.find("not the recipient") != std::string::npos);
+  if (uid == 0) {  // only root can give the file away
+    std::string given = dir.path + "/given";
+    REQUIRE(prepare_spool_mailbox(given, 65534, 65534).ok());
+    struct stat st;
+    REQUIRE(::stat(given.c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+  }
+}
+
+TEST_CASE("mbox_from_line names MAILER-DAEMON for the null sender", "[mailbox]") {
+  CHECK(mbox_from_line("", 0).starts_with("From MAILER-DAEMON "));
+  CHECK(mbox_from_line("a b@c", 0).starts_with("From a_b@c "));
+  CHECK(mbox_from_line("x@y", 0).ends_with("\n"));
+}
