@@ -38,6 +38,13 @@ constexpr ParamSpec kParams[] = {
      "The alias tables that newaliases (postalias) rebuilds."},
     {"alias_maps", T::kString, "hash:/etc/aliases",
      "The alias tables local delivery consults, searched in order."},
+    {"auth_failure_delay", T::kTime, "2s",
+     "How long the auth service waits before it answers a failed password check.", 0, 60},
+    {"auth_password_maps", T::kString, "",
+     "Tables of user -> password hash (yescrypt, bcrypt or SHA-512 crypt) for SMTP AUTH, POP3 "
+     "and IMAP logins."},
+    {"auth_system_users", T::kBool, "no",
+     "Let local accounts log in with their system password (getspnam) after auth_password_maps."},
     {"bounce_notice_recipient", T::kString, "postmaster",
      "Who receives notices of mail that bounced (when notify_classes includes bounce)."},
     {"bounce_queue_lifetime", T::kTime, "5d",
