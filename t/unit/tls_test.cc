@@ -262,6 +262,17 @@ TEST_CASE("unusable server settings are errors that name the parameter", "[tls]"
                                                  "-----END CERTIFICATE-----\n");
     expected = "smtpd_tls_cert_file = " + s.cert_file + ": malformed";
   }
+  SECTION("an encrypted key") {
+    EvpPkeyPtr key = new_key();
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key.get(), EVP_aes_128_cbc(), nullptr, 0, nullptr, const_cast<char*>("pass"));
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    s.key_file = pki().dir.write("encrypted.key", std::string(data, static_cast<size_t>(n)), 0600);
+    BIO_free(bio);
+    expected = "smtpd_tls_key_file = " + s.key_file +
+               ": the private key is encrypted (a daemon cannot ask for its passphrase)";
+  }
   SECTION("an unknown protocol") {
     s.protocols = "!SSLv2, TLSv9";
     expected = "smtpd_tls_protocols = !SSLv2, TLSv9: unknown protocol 'TLSv9'";
