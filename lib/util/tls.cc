@@ -427,10 +427,15 @@ std::string describe_tls_session(const SSL* ssl) {
 Result<TlsStream> TlsStream::accept(UniqueFd fd, SSL_CTX* ctx, TlsTimeout timeout) {
   SslPtr ssl = make_ssl(ctx);
   SSL_set_accept_state(ssl.get());
-  return connect(std::move(fd), std::move(ssl), timeout);
+  return handshake(std::move(fd), std::move(ssl), timeout);
 }
 
 Result<TlsStream> TlsStream::connect(UniqueFd fd, SslPtr ssl, TlsTimeout timeout) {
+  SSL_set_connect_state(ssl.get());
+  return handshake(std::move(fd), std::move(ssl), timeout);
+}
+
+Result<TlsStream> TlsStream::handshake(UniqueFd fd, SslPtr ssl, TlsTimeout timeout) {
   set_nonblocking(fd.get());
   if (!SSL_set_fd(ssl.get(), fd.get())) return fail("TLS handshake: " + openssl_errors());
   TlsStream stream(std::move(fd), std::move(ssl));
