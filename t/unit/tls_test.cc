@@ -444,3 +444,33 @@ TEST_CASE("contexts from main.cf use the parameter families and say where a bad 
   CHECK_THROWS_WITH(make_server_context(bad_curves, "smtpd_tls_", false),
                     Catch::Matchers::StartsWith(pki().dir.path + "/main.cf:6: tls_eecdh_auto_curves = nosuch: "));
 }
+
+TEST_CASE("sessions resume unless the session timeout is zero", "[tls]") {
+  TlsClientSettings c;
+  c.protocols = "TLSv1.2";  // a TLS 1.2 session is ready right after the handshake
+  SslCtxPtr client_ctx = make_client_context(c);
+  // Two handshakes; the second offers the first one's session. True when it resumed.
+  auto resumes = [&](SSL_CTX* server_ctx) {
+    auto first = handshake(server_ctx, client_ctx.get());
+    REQUIRE(first.client.ok());
+    SSL_SESSION* session = SSL_get1_session(first.client->ssl());
+    REQUIRE(session);
+    auto [a, b] = make_socketpair();
+    auto server = std::async(std::launch::async, [fd = std::move(a), server_ctx]() mutable {
+      return TlsStream::accept(std::move(fd), server_ctx, 5s);
+    });
+    SslPtr ssl = make_client_ssl(client_ctx.get(), "mx.example.com");
+    SSL_set_session(ssl.get(), session);
+    SSL_SESSION_free(session);
+    auto second = TlsStream::connect(std::move(b), std::move(ssl), 5s);
+    REQUIRE(server.get().ok());
+    REQUIRE(second.ok());
+    return SSL_session_reused(second->ssl()) == 1;
+  };
+  SslCtxPtr caching = make_server_context(server_settings());
+  CHECK(resumes(caching.get()));
+  TlsServerSettings no_cache = server_settings();
+  no_cache.session_timeout = std::chrono::seconds(0);
+  SslCtxPtr fresh = make_server_context(no_cache);
+  CHECK_FALSE(resumes(fresh.get()));
+}
