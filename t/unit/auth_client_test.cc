@@ -45,10 +45,11 @@ class FakeService {
     if (!fd) return;
     ++connections;
     auto conn = std::make_shared<std::unique_ptr<FramedConnection>>();
+    std::weak_ptr<std::unique_ptr<FramedConnection>> weak = conn;  // no cycle through the handlers
     *conn = std::make_unique<FramedConnection>(
         loop_, std::move(*fd), FrameOptions{},
-        [this, conn](std::string payload) { on_request(*conn, payload); },
-        [conn](FramedConnection::Error, const std::string&) { conn->reset(); });
+        [this, weak](std::string payload) { on_request(*weak.lock(), payload); },
+        [weak](FramedConnection::Error, const std::string&) { weak.lock()->reset(); });
     REQUIRE((*conn)->send_message(make_hello(hello_service_)).ok());
     conns_.push_back(conn);
   }
