@@ -1,0 +1,545 @@
+// One SMTP session (session.h).
+#include "session.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "mail/address.h"
+#include "mail/config.h"
+#include "server.h"
+#include "util/error.h"
+#include "util/socket.h"
+#include "util/log.h"
+#include "util/strings.h"
+
+namespace postern {
+
+namespace {
+
+// Input kept while the session does not read (waiting for a commit, paused after
+// errors): libevent stops reading from the socket above it.
+constexpr size_t kInputHighWater = 256 * 1024;
+
+std::string internal_form(const Address& a) { return a.domain.empty() ? a.local : a.local + "@" + a.domain; }
+
+bool has_non_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return true;
+  return false;
+}
+
+std::string line(const std::string& text) { return text + "\r\n"; }
+
+}  // namespace
+
+SmtpdSettings SmtpdSettings::from(const Config& config) {
+  SmtpdSettings s;
+  s.myhostname = config.str("myhostname");
+  s.banner = config.str("smtpd_banner");
+  s.mail_name = config.str("mail_name");
+  int64_t size = config.bytes("message_size_limit");
+  s.message_size_limit = size > 0 ? static_cast<uint64_t>(size) : 0;
+  s.recipient_limit = config.integer("smtpd_recipient_limit");
+  s.hard_error_limit = config.integer("smtpd_hard_error_limit");
+  s.soft_error_limit = config.integer("smtpd_soft_error_limit");
+  s.junk_command_limit = config.integer("smtpd_junk_command_limit");
+  s.line_length_limit = static_cast<size_t>(config.integer("line_length_limit"));
+  s.timeout = std::chrono::seconds(config.seconds("smtpd_timeout"));
+  s.error_sleep = std::chrono::seconds(config.seconds("smtpd_error_sleep_time"));
+  s.disable_vrfy = config.boolean("disable_vrfy_command");
+  s.helo_required = config.boolean("smtpd_helo_required");
+  s.smtputf8 = config.boolean("smtputf8_enable");
+  s.bare_newline = config.str("smtpd_forbid_bare_newline") == "reject" ? BareNewline::kReject : BareNewline::kAccept;
+  return s;
+}
+
+void Session::BufferDeleter::operator()(bufferevent* bev) const { ::bufferevent_free(bev); }
+
+Session::Session(SmtpServer& server, uint64_t id, UniqueFd fd, std::string client_address)
+    : server_(server),
+      settings_(server.settings()),
+      id_(id),
+      client_address_(std::move(client_address)),
+      pause_(server.loop(), [this] { resume_after_pause(); }) {
+  set_nonblocking(fd.get());
+  bev_.reset(::bufferevent_socket_new(server.loop().base(), fd.release(), BEV_OPT_CLOSE_ON_FREE));
+  if (!bev_) throw SystemError(ENOMEM, "bufferevent_socket_new");
+  ::bufferevent_setcb(bev_.get(), &Session::on_read, &Session::on_write, &Session::on_event, this);
+  ::bufferevent_setwatermark(bev_.get(), EV_READ, 0, kInputHighWater);
+  struct timeval tv {};
+  tv.tv_sec = static_cast<time_t>(settings_.timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((settings_.timeout.count() % 1000) * 1000);
+  ::bufferevent_set_timeouts(bev_.get(), &tv, &tv);
+}
+
+Session::~Session() = default;
+
+void Session::start() {
+  log_info("connect from unknown[%s]", client_address_.c_str());
+  ::bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  reply(line("220 " + settings_.banner));
+}
+
+void Session::refuse(const std::string& text) {
+  ::bufferevent_enable(bev_.get(), EV_WRITE);
+  close_after(text);
+}
+
+// ---- I/O ----
+
+void Session::on_read(bufferevent*, void* arg) {
+  auto* s = static_cast<Session*>(arg);
+  s->server_.loop().call([s] { s->process_input(); });
+}
+
+void Session::on_write(bufferevent*, void* arg) {
+  auto* s = static_cast<Session*>(arg);
+  if (s->phase_ == Phase::kClosing) s->retire();
+}
+
+void Session::on_event(bufferevent*, short what, void* arg) {
+  auto* s = static_cast<Session*>(arg);
+  s->server_.loop().call([s, what] {
+    if (s->phase_ == Phase::kGone) return;
+    if (what & BEV_EVENT_TIMEOUT) {
+      if (s->phase_ == Phase::kClosing) return s->retire();
+      log_info("timeout after %s from unknown[%s]", s->last_command_.c_str(), s->client_address_.c_str());
+      ::bufferevent_enable(s->bev_.get(), EV_WRITE);
+      s->close_after(line("421 4.4.2 " + s->settings_.myhostname + " Error: timeout exceeded"));
+      return;
+    }
+    // EOF or an error: what arrived before it is still served (a pipelined QUIT),
+    // unless the session waits for a commit, which finishes it.
+    s->peer_gone_ = true;
+    if (s->phase_ != Phase::kClosing) s->process_input();
+    if (s->phase_ != Phase::kWaiting && s->phase_ != Phase::kGone) {
+      if (s->phase_ != Phase::kClosing)
+        log_info("lost connection after %s from unknown[%s]", s->last_command_.c_str(), s->client_address_.c_str());
+      s->retire();
+    }
+  });
+}
+
+void Session::reply(const std::string& text) {
+  if (phase_ == Phase::kGone || peer_gone_) return;
+  if (paused_) {
+    held_ += text;
+    return;
+  }
+  if (::bufferevent_write(bev_.get(), text.data(), text.size()) < 0) log_warn("out of memory queueing a reply");
+}
+
+void Session::error_reply(const std::string& text) {
+  ++errors_;
+  if (errors_ >= settings_.hard_error_limit) {
+    reply(text);
+    log_warn("too many errors after %s from unknown[%s]", last_command_.c_str(), client_address_.c_str());
+    close_after(line("421 4.7.0 " + settings_.myhostname + " Error: too many errors"));
+    return;
+  }
+  if (errors_ > settings_.soft_error_limit && !paused_) {
+    // Slow the client down without holding up the other sessions: the reply and
+    // everything after it wait for a timer.
+    paused_ = true;
+    held_ = text;
+    pause_.start_once(settings_.error_sleep);
+    return;
+  }
+  reply(text);
+}
+
+void Session::resume_after_pause() {
+  paused_ = false;
+  std::string text = std::move(held_);
+  held_.clear();
+  reply(text);
+  process_input();
+}
+
+void Session::close_after(const std::string& text) {
+  if (phase_ == Phase::kGone) return;
+  paused_ = false;
+  reply(held_ + text);
+  held_.clear();
+  phase_ = Phase::kClosing;
+  ::bufferevent_disable(bev_.get(), EV_READ);
+  if (peer_gone_ || ::evbuffer_get_length(::bufferevent_get_output(bev_.get())) == 0) retire();
+}
+
+void Session::retire() {
+  if (phase_ == Phase::kGone) return;
+  phase_ = Phase::kGone;
+  ::bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  log_info("disconnect from unknown[%s] commands=%lld errors=%lld", client_address_.c_str(),
+           static_cast<long long>(commands_), static_cast<long long>(errors_));
+  server_.retire(id_);
+}
+
+void Session::process_input() {
+  while (!paused_) {
+    bool more = false;
+    switch (phase_) {
+      case Phase::kCommand: more = read_command_line(); break;
+      case Phase::kData: more = read_data(); break;
+      case Phase::kBdat: more = read_bdat(); break;
+      default: break;
+    }
+    if (!more) break;
+  }
+}
+
+bool Session::read_command_line() {
+  evbuffer* in = ::bufferevent_get_input(bev_.get());
+  size_t n = 0;
+  std::unique_ptr<char, decltype(&std::free)> text(::evbuffer_readln(in, &n, EVBUFFER_EOL_LF), &std::free);
+  if (!text) {
+    size_t pending = ::evbuffer_get_length(in);
+    if (pending > settings_.line_length_limit) {
+      // Never buffer a command without end: drop it and answer when its end comes.
+      ::evbuffer_drain(in, pending);
+      discarding_long_line_ = true;
+    }
+    return false;
+  }
+  std::string_view cmd(text.get(), n);
+  if (!cmd.empty() && cmd.back() == '\r') cmd.remove_suffix(1);
+  if (discarding_long_line_ || cmd.size() > settings_.line_length_limit) {
+    discarding_long_line_ = false;
+    error_reply(line("500 5.5.0 Error: line too long"));
+    return true;
+  }
+  command(cmd);
+  return true;
+}
+
+bool Session::read_data() {
+  evbuffer* in = ::bufferevent_get_input(bev_.get());
+  while (phase_ == Phase::kData && ::evbuffer_get_length(in) > 0) {
+    evbuffer_iovec v;
+    if (::evbuffer_peek(in, -1, nullptr, &v, 1) < 1) break;
+    size_t used = data_decoder_->feed(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len));
+    ::evbuffer_drain(in, used);
+    if (data_decoder_->rejected()) {
+      log_warn("bare <LF> received from unknown[%s]", client_address_.c_str());
+      reset_transaction();
+      close_after(line("550 5.5.2 Error: bare <LF> received"));
+      return false;
+    }
+    if (data_decoder_->done()) {
+      end_of_message();
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Session::read_bdat() {
+  evbuffer* in = ::bufferevent_get_input(bev_.get());
+  while (bdat_left_ > 0 && ::evbuffer_get_length(in) > 0) {
+    evbuffer_iovec v;
+    if (::evbuffer_peek(in, -1, nullptr, &v, 1) < 1) break;
+    size_t take = static_cast<size_t>(std::min<uint64_t>(bdat_left_, v.iov_len));
+    if (!bdat_discard_) chunk_decoder_->feed(std::string_view(static_cast<const char*>(v.iov_base), take));
+    ::evbuffer_drain(in, take);
+    bdat_left_ -= take;
+  }
+  if (bdat_left_ > 0) return false;
+  phase_ = Phase::kCommand;
+  if (bdat_discard_) {
+    bdat_discard_ = false;
+    error_reply(std::exchange(bdat_reply_, ""));
+    return true;
+  }
+  if (!message_error_.empty()) {
+    error_reply(refusal_reply(message_error_, message_error_temp_));
+    reset_transaction();
+    return true;
+  }
+  if (bdat_last_) {
+    chunk_decoder_->finish();
+    end_of_message();
+  } else {
+    reply(line(format("250 2.0.0 Ok: %llu bytes", static_cast<unsigned long long>(bdat_size_))));
+  }
+  return true;
+}
+
+// ---- commands ----
+
+void Session::command(std::string_view text) {
+  ++commands_;
+  if (text.find('\0') != std::string_view::npos) return error_reply(line("500 5.5.2 Error: bad syntax"));
+  SmtpCommand c = parse_smtp_command(text);
+  last_command_ = c.verb.empty() ? "CONNECT" : c.verb;
+  if (c.verb.size() > 16) last_command_ = "UNKNOWN";
+  log_debug("< unknown[%s]: %.*s", client_address_.c_str(), int(text.size()), text.data());
+  if (c.verb.empty()) return error_reply(line("500 5.5.2 Error: bad syntax"));
+  if (c.verb == "EHLO") return ehlo(c.args, true);
+  if (c.verb == "HELO") return ehlo(c.args, false);
+  if (c.verb == "MAIL") return mail(c.args);
+  if (c.verb == "RCPT") return rcpt(c.args);
+  if (c.verb == "DATA") return data(c.args);
+  if (c.verb == "BDAT") return bdat(c.args);
+  if (c.verb == "RSET") {
+    if (!c.args.empty()) return error_reply(line("501 5.5.4 Syntax: RSET"));
+    reset_transaction();
+    reply(line("250 2.0.0 Ok"));
+    return junk();
+  }
+  if (c.verb == "NOOP") {
+    reply(line("250 2.0.0 Ok"));
+    return junk();
+  }
+  if (c.verb == "QUIT") return close_after(line("221 2.0.0 Bye"));
+  if (c.verb == "VRFY") return vrfy(c.args);
+  if (c.verb == "AUTH") return error_reply(line("503 5.5.1 Error: authentication not enabled"));
+  if (c.verb == "STARTTLS") return error_reply(line("502 5.5.1 Error: command not implemented"));
+  error_reply(line("502 5.5.2 Error: command not recognized"));
+}
+
+void Session::junk() {
+  // Postfix's smtpd_junk_command_limit: beyond it each such command is an error.
+  if (++junk_ > settings_.junk_command_limit) {
+    ++errors_;
+    if (errors_ >= settings_.hard_error_limit)
+      close_after(line("421 4.7.0 " + settings_.myhostname + " Error: too many errors"));
+  }
+}
+
+void Session::vrfy(std::string_view args) {
+  if (settings_.disable_vrfy) return error_reply(line("502 5.5.1 VRFY command is disabled"));
+  if (args.empty()) return error_reply(line("501 5.5.4 Syntax: VRFY address"));
+  reply(line("252 2.0.0 " + std::string(args)));
+  junk();
+}
+
+void Session::ehlo(std::string_view args, bool extended) {
+  if (args.empty())
+    return error_reply(line(extended ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname"));
+  reset_transaction();
+  helo_name_ = std::string(args.substr(0, args.find(' ')));
+  extended_ = extended;
+  if (!extended) return reply(line("250 " + settings_.myhostname));
+  std::vector<std::string> lines{settings_.myhostname, "PIPELINING"};
+  lines.push_back(settings_.message_size_limit > 0
+                      ? format("SIZE %llu", static_cast<unsigned long long>(settings_.message_size_limit))
+                      : "SIZE");
+  if (!settings_.disable_vrfy) lines.push_back("VRFY");
+  lines.insert(lines.end(), {"ENHANCEDSTATUSCODES", "8BITMIME", "DSN"});
+  if (settings_.smtputf8) lines.push_back("SMTPUTF8");
+  lines.push_back("CHUNKING");
+  reply(smtp_reply(250, "", lines));
+}
+
+SmtpExtensions Session::offered() const {
+  SmtpExtensions e;
+  e.size_limit = settings_.message_size_limit;
+  e.smtputf8 = settings_.smtputf8;
+  return e;
+}
+
+void Session::mail(std::string_view args) {
+  if (settings_.helo_required && helo_name_.empty())
+    return error_reply(line("503 5.5.1 Error: send HELO/EHLO first"));
+  if (sender_) return error_reply(line("503 5.5.1 Error: nested MAIL command"));
+  std::string_view rest;
+  if (!strip_path_keyword(args, "FROM:", rest)) return error_reply(line("501 5.5.4 Syntax: MAIL FROM:<address>"));
+  AddressOptions options;
+  options.allow_null = true;
+  options.allow_utf8 = settings_.smtputf8;
+  options.allow_local_only = true;
+  auto path = parse_path(rest, options);
+  if (!path) return error_reply(line("501 5.1.7 Bad sender address syntax: " + path.error()));
+  if (!extended_ && !path->rest.empty())
+    return error_reply(line("555 5.5.4 Unsupported option: " + std::string(path->rest)));
+  auto params = parse_mail_parameters(path->rest, offered());
+  if (!params) return error_reply(line(params.error()));
+  if (!params->smtputf8 && has_non_ascii(internal_form(path->address)))
+    return error_reply(line("553 5.6.7 Must declare SMTPUTF8 to send unicode address"));
+  sender_ = internal_form(path->address);
+  mail_params_ = std::move(*params);
+  reply(line("250 2.1.0 Ok"));
+}
+
+void Session::rcpt(std::string_view args) {
+  if (!sender_) return error_reply(line("503 5.5.1 Error: need MAIL command"));
+  std::string_view rest;
+  if (!strip_path_keyword(args, "TO:", rest)) return error_reply(line("501 5.5.4 Syntax: RCPT TO:<address>"));
+  AddressOptions options;
+  options.allow_utf8 = settings_.smtputf8;
+  options.allow_local_only = true;
+  auto path = parse_path(rest, options);
+  if (!path) return error_reply(line("501 5.1.3 Bad recipient address syntax: " + path.error()));
+  if (!extended_ && !path->rest.empty())
+    return error_reply(line("555 5.5.4 Unsupported option: " + std::string(path->rest)));
+  auto params = parse_rcpt_parameters(path->rest, offered());
+  if (!params) return error_reply(line(params.error()));
+  std::string address = internal_form(path->address);
+  if (!mail_params_.smtputf8 && has_non_ascii(address))
+    return error_reply(line("553 5.6.7 Must declare SMTPUTF8 to send unicode address"));
+  if (static_cast<int64_t>(recipients_.size()) >= settings_.recipient_limit)
+    return error_reply(line("452 4.5.3 Error: too many recipients"));
+  recipients_.push_back(CleanupRecipient{address, params->orcpt, params->notify});
+  reply(line("250 2.1.5 Ok"));
+}
+
+void Session::data(std::string_view args) {
+  if (!args.empty()) return error_reply(line("501 5.5.4 Syntax: DATA"));
+  if (!sender_) return error_reply(line("503 5.5.1 Error: need MAIL command"));
+  if (used_bdat_) return error_reply(line("503 5.5.1 Error: DATA after BDAT"));
+  if (recipients_.empty()) return error_reply(line("503 5.5.1 Error: need RCPT command"));
+  std::string refused = begin_message();
+  if (!refused.empty()) return error_reply(refused);
+  data_decoder_ = std::make_unique<DataDecoder>(settings_.bare_newline, [this](std::string_view t) { content(t); });
+  phase_ = Phase::kData;
+  reply(line("354 End data with <CR><LF>.<CR><LF>"));
+}
+
+void Session::bdat(std::string_view args) {
+  std::vector<std::string> words = split(args, " ");
+  std::optional<int64_t> count = words.empty() ? std::nullopt : parse_int(words[0]);
+  bool last = words.size() == 2 && iequals(words[1], "LAST");
+  if (!count || *count < 0 || words.size() > 2 || (words.size() == 2 && !last))
+    return error_reply(line("501 5.5.4 Syntax: BDAT count [LAST]"));
+  // The chunk is read in every case, so the session stays in step with the client.
+  bdat_left_ = static_cast<uint64_t>(*count);
+  bdat_size_ = bdat_left_;
+  bdat_last_ = last;
+  phase_ = Phase::kBdat;
+  if (!sender_) {
+    bdat_discard_ = true;
+    bdat_reply_ = line("503 5.5.1 Error: need MAIL command");
+  } else if (recipients_.empty()) {
+    bdat_discard_ = true;
+    bdat_reply_ = line("503 5.5.1 Error: need RCPT command");
+  } else if (!used_bdat_) {
+    used_bdat_ = true;
+    std::string refused = begin_message();
+    if (!refused.empty()) {
+      bdat_discard_ = true;
+      bdat_reply_ = refused;
+      reset_transaction();
+      return;
+    }
+    chunk_decoder_ = std::make_unique<ChunkDecoder>([this](std::string_view t) { content(t); });
+  }
+}
+
+// ---- the message ----
+
+std::string Session::protocol() const {
+  if (!extended_) return "SMTP";
+  return "ESMTP";
+}
+
+std::string Session::received_field(const std::string& queue_id) const {
+  std::string address = client_address_.find(':') != std::string::npos ? "IPv6:" + client_address_ : client_address_;
+  std::string out = "Received: from " + (helo_name_.empty() ? std::string("unknown") : helo_name_) + " (unknown [" +
+                    address + "])\n\tby " + settings_.myhostname + " (" + settings_.mail_name + ") with " +
+                    protocol() + " id " + queue_id;
+  if (recipients_.size() == 1) out += "\n\tfor <" + to_string(split_address(recipients_.front().address)) + ">";
+  auto now = std::chrono::system_clock::to_time_t(server_.loop().now());
+  return out + "; " + rfc5322_date(static_cast<int64_t>(now)) + "\n";
+}
+
+std::string Session::refusal_reply(const std::string& reason, bool temp) {
+  if (temp) return line("451 " + reason);
+  return line((reason.rfind("5.3.4", 0) == 0 ? "552 " : "550 ") + reason);
+}
+
+std::string Session::begin_message() {
+  CleanupBegin begin;
+  begin.origin = "smtpd";
+  begin.sender = *sender_;
+  begin.rewrite_context = "local";
+  begin.envid = mail_params_.envid;
+  begin.ret = mail_params_.ret;
+  begin.attributes = {{std::string(attr::kClientAddress), client_address_},
+                      {std::string(attr::kClientName), "unknown"},
+                      {std::string(attr::kHeloName), helo_name_},
+                      {std::string(attr::kProtocol), protocol()}};
+  if (mail_params_.body != BodyType::kUnspecified)
+    begin.attributes.push_back({std::string(attr::kBodyType), body_type_name(mail_params_.body)});
+  if (mail_params_.smtputf8) begin.attributes.push_back({std::string(attr::kSmtputf8), "yes"});
+  message_error_.clear();
+  message_error_temp_ = false;
+  try {
+    message_ = std::make_unique<IncomingMessage>(server_.config(), begin,
+                                                 [this](const std::string& id) { return received_field(id); });
+    for (const CleanupRecipient& r : recipients_) message_->add_recipient(r);
+  } catch (const CleanupRefusal& r) {
+    message_.reset();
+    log_warn("reject: %s from unknown[%s]", r.reason.c_str(), client_address_.c_str());
+    return refusal_reply(r.reason, r.status == "temp");
+  }
+  return "";
+}
+
+void Session::content(std::string_view text) {
+  if (!message_) return;  // refused already: the rest is read and dropped
+  try {
+    message_->add_content(text);
+  } catch (const CleanupRefusal& r) {
+    message_error_ = r.reason;
+    message_error_temp_ = r.status == "temp";
+    message_.reset();
+  }
+}
+
+void Session::end_of_message() {
+  phase_ = Phase::kCommand;
+  if (message_) {
+    try {
+      message_->finish();
+    } catch (const CleanupRefusal& r) {
+      message_error_ = r.reason;
+      message_error_temp_ = r.status == "temp";
+      message_.reset();
+    }
+  }
+  if (!message_) {
+    log_warn("reject: %s from unknown[%s]", message_error_.c_str(), client_address_.c_str());
+    error_reply(refusal_reply(message_error_, message_error_temp_));
+    reset_transaction();
+    return;
+  }
+  queue_id_ = message_->queue_id();
+  phase_ = Phase::kWaiting;
+  server_.committer().submit(id_, message_->release());
+  message_.reset();
+}
+
+void Session::committed(const GroupCommitter::Result& result) {
+  if (phase_ != Phase::kWaiting) return;
+  phase_ = Phase::kCommand;
+  if (result.error.empty()) {
+    log_info("%s: client=unknown[%s], from=<%s>, nrcpt=%zu", result.queue_id.c_str(), client_address_.c_str(),
+             sender_->c_str(), recipients_.size());
+    reply(line("250 2.0.0 Ok: queued as " + result.queue_id));
+  } else {
+    log_warn("%s: queue file write error: %s", result.queue_id.c_str(), result.error.c_str());
+    error_reply(line("451 4.3.0 Error: queue file write error"));
+  }
+  reset_transaction();
+  process_input();
+  if (peer_gone_ && phase_ != Phase::kGone) retire();
+}
+
+void Session::reset_transaction() {
+  sender_.reset();
+  mail_params_ = MailParameters{};
+  recipients_.clear();
+  message_.reset();
+  message_error_.clear();
+  message_error_temp_ = false;
+  data_decoder_.reset();
+  chunk_decoder_.reset();
+  used_bdat_ = false;
+}
+
+}  // namespace postern
