@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import program, wait_for
 from instance import MailInstance
 
 
@@ -455,3 +455,32 @@ def test_swaks(inst):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "250 2.0.0 Ok: queued as" in r.stdout
     assert len(inst.queued()) == 1
+
+
+# ---- the whole path: smtpd -> incoming -> qmgr -> local -> Maildir ----
+
+@pytest.fixture
+def local_inst():
+    from test_qmgr_local import Instance as LocalInstance
+    i = LocalInstance("maildir")
+    i.port = free_port()
+    shutil.copy(program("smtpd"), os.path.join(i.daemons, "smtpd"))
+    with open(os.path.join(i.confdir, "master.cf"), "a") as f:
+        f.write("127.0.0.1:%d inet n - n - - smtpd\n" % i.port)
+    yield i
+    i.stop()
+
+
+def test_message_reaches_a_maildir(local_inst):
+    local_inst.start()
+    user = local_inst.users[0]
+    assert wait_for(lambda: SmtpInstance.listening(local_inst)), local_inst.log()
+    with smtplib.SMTP("127.0.0.1", local_inst.port, timeout=10) as s:
+        s.ehlo("client.example")
+        s.sendmail("alice@example.org", [user + "@mail.example.com"],
+                   "Subject: over smtp\r\n\r\nünicode body\r\n..dotted\r\n".encode())
+    assert wait_for(lambda: local_inst.messages(user) and local_inst.queued() == 0, 15), local_inst.log()
+    [msg] = local_inst.messages(user)
+    assert "Return-Path: <alice@example.org>\n" in msg
+    assert "Received: from client.example (unknown [127.0.0.1])\n\tby mail.example.com (Postern) with ESMTP" in msg
+    assert "Subject: over smtp\n" in msg and "\n\nünicode body\n..dotted\n" in msg  # smtplib stuffed it, smtpd unstuffed it
