@@ -41,6 +41,7 @@ SmtpServer::SmtpServer(EventLoop& loop, const Config& config, const std::vector<
     : loop_(loop),
       config_(config),
       settings_(SmtpdSettings::from(config)),
+      policy_(config),
       committer_(loop, config.str("queue_directory") + "/incoming",
                  [this](const GroupCommitter::Result& r) {
                    auto it = sessions_.find(r.ticket);

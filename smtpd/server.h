@@ -16,6 +16,7 @@
 #include "committer.h"
 #include "mail/config.h"
 #include "mail/daemon.h"
+#include "mail/smtpd_policy.h"
 #include "session.h"
 #include "util/event.h"
 #include "util/fd.h"
@@ -32,6 +33,7 @@ class SmtpServer {
   const Config& config() const { return config_; }
   const SmtpdSettings& settings() const { return settings_; }
   GroupCommitter& committer() { return committer_; }
+  const SmtpdPolicy& policy() const { return policy_; }
   // The session is done: it is destroyed on the loop's next turn, never inside its own callback.
   void retire(uint64_t id);
 
@@ -44,6 +46,7 @@ class SmtpServer {
   EventLoop& loop_;
   const Config& config_;
   SmtpdSettings settings_;
+  SmtpdPolicy policy_;
   StatusReporter status_;
   GroupCommitter committer_;
   size_t max_sessions_;

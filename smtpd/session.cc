@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -82,7 +83,29 @@ Session::~Session() = default;
 void Session::start() {
   log_info("connect from unknown[%s]", client_address_.c_str());
   ::bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  // With smtpd_delay_reject = no a client the restrictions refuse is told so
+  // instead of the greeting, and the connection ends.
+  std::string refused = restricted(SmtpdStage::kConnect, "");
+  if (!refused.empty()) return close_after(refused);
   reply(line("220 " + settings_.banner));
+}
+
+std::string Session::restricted(SmtpdStage stage, const std::string& sender, const std::string& recipient) {
+  SmtpdSession s;
+  s.client_address = client_address_;
+  s.client_name = "unknown";
+  s.helo_name = helo_name_;
+  s.sender = sender;
+  s.recipient = recipient;
+  s.recipient_count = static_cast<int>(recipients_.size());
+  s.protocol = helo_name_.empty() ? "" : protocol();
+  PolicyVerdict v = server_.policy().check(stage, s);
+  if (v.is_accept()) return "";
+  log_info("NOQUEUE: %s", v.log.c_str());
+  // An enhanced code must have its class (RFC 3463): "7.1" becomes "5.7.1".
+  std::string dsn = std::count(v.dsn.begin(), v.dsn.end(), '.') == 1 ? std::to_string(v.code / 100) + "." + v.dsn
+                                                                      : v.dsn;
+  return line(std::to_string(v.code) + " " + dsn + " " + v.text);
 }
 
 void Session::refuse(const std::string& text) {
@@ -322,8 +345,14 @@ void Session::ehlo(std::string_view args, bool extended) {
   if (args.empty())
     return error_reply(line(extended ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname"));
   reset_transaction();
-  helo_name_ = std::string(args.substr(0, args.find(' ')));
-  extended_ = extended;
+  std::string previous = std::exchange(helo_name_, std::string(args.substr(0, args.find(' '))));
+  bool previous_extended = std::exchange(extended_, extended);
+  std::string refused = restricted(SmtpdStage::kHelo, "");
+  if (!refused.empty()) {
+    helo_name_ = previous;
+    extended_ = previous_extended;
+    return error_reply(refused);
+  }
   if (!extended) return reply(line("250 " + settings_.myhostname));
   std::vector<std::string> lines{settings_.myhostname, "PIPELINING"};
   lines.push_back(settings_.message_size_limit > 0
@@ -361,7 +390,10 @@ void Session::mail(std::string_view args) {
   if (!params) return error_reply(line(params.error()));
   if (!params->smtputf8 && has_non_ascii(internal_form(path->address)))
     return error_reply(line("553 5.6.7 Must declare SMTPUTF8 to send unicode address"));
-  sender_ = internal_form(path->address);
+  std::string sender = internal_form(path->address);
+  std::string refused = restricted(SmtpdStage::kMail, sender);
+  if (!refused.empty()) return error_reply(refused);
+  sender_ = sender;
   mail_params_ = std::move(*params);
   reply(line("250 2.1.0 Ok"));
 }
@@ -384,6 +416,8 @@ void Session::rcpt(std::string_view args) {
     return error_reply(line("553 5.6.7 Must declare SMTPUTF8 to send unicode address"));
   if (static_cast<int64_t>(recipients_.size()) >= settings_.recipient_limit)
     return error_reply(line("452 4.5.3 Error: too many recipients"));
+  std::string refused = restricted(SmtpdStage::kRcpt, *sender_, address);
+  if (!refused.empty()) return error_reply(refused);
   recipients_.push_back(CleanupRecipient{address, params->orcpt, params->notify});
   reply(line("250 2.1.5 Ok"));
 }
@@ -393,7 +427,8 @@ void Session::data(std::string_view args) {
   if (!sender_) return error_reply(line("503 5.5.1 Error: need MAIL command"));
   if (used_bdat_) return error_reply(line("503 5.5.1 Error: DATA after BDAT"));
   if (recipients_.empty()) return error_reply(line("503 5.5.1 Error: need RCPT command"));
-  std::string refused = begin_message();
+  std::string refused = restricted(SmtpdStage::kData, *sender_);
+  if (refused.empty()) refused = begin_message();
   if (!refused.empty()) return error_reply(refused);
   data_decoder_ = std::make_unique<DataDecoder>(settings_.bare_newline, [this](std::string_view t) { content(t); });
   phase_ = Phase::kData;
@@ -419,7 +454,8 @@ void Session::bdat(std::string_view args) {
     bdat_reply_ = line("503 5.5.1 Error: need RCPT command");
   } else if (!used_bdat_) {
     used_bdat_ = true;
-    std::string refused = begin_message();
+    std::string refused = restricted(SmtpdStage::kData, *sender_);
+    if (refused.empty()) refused = begin_message();
     if (!refused.empty()) {
       bdat_discard_ = true;
       bdat_reply_ = refused;
@@ -494,6 +530,12 @@ void Session::content(std::string_view text) {
 void Session::end_of_message() {
   phase_ = Phase::kCommand;
   if (message_) {
+    std::string refused = restricted(SmtpdStage::kEndOfData, *sender_);
+    if (!refused.empty()) {
+      error_reply(refused);
+      reset_transaction();
+      return;
+    }
     try {
       message_->finish();
     } catch (const CleanupRefusal& r) {

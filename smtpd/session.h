@@ -12,6 +12,7 @@
 
 #include "committer.h"
 #include "mail/cleanup.h"
+#include "mail/smtpd_policy.h"
 #include "mail/smtp_command.h"
 #include "mail/smtp_data.h"
 #include "util/event.h"
@@ -90,6 +91,8 @@ class Session {
   void reset_transaction();
   std::string received_field(const std::string& queue_id) const;
   std::string protocol() const;
+  // Asks the restriction engine; on a reject or defer logs it and returns the reply.
+  std::string restricted(SmtpdStage stage, const std::string& sender, const std::string& recipient = {});
 
   void reply(const std::string& text);  // one whole reply (one or more lines)
   void error_reply(const std::string& text);  // counts toward the error limits

@@ -27,7 +27,7 @@ class SmtpInstance(MailInstance):
         self.port = free_port()
         master_cf = "127.0.0.1:%d inet n - n - - smtpd\n" % self.port + services
         super().__init__("postern-smtpd-", list(daemons), master_cf,
-                         "message_size_limit = 100000\n" + main_cf_extra)
+                         "message_size_limit = 100000\nalias_maps =\n" + main_cf_extra)
 
     def start(self):
         super().start()
@@ -484,3 +484,42 @@ def test_message_reaches_a_maildir(local_inst):
     assert "Return-Path: <alice@example.org>\n" in msg
     assert "Received: from client.example (unknown [127.0.0.1])\n\tby mail.example.com (Postern) with ESMTP" in msg
     assert "Subject: over smtp\n" in msg and "\n\nünicode body\n..dotted\n" in msg  # smtplib stuffed it, smtpd unstuffed it
+
+
+# ---- relay control through the restriction engine ----
+
+@pytest.fixture
+def relay_inst():
+    i = SmtpInstance("mynetworks = 192.0.2.0/24\nsmtpd_reject_unlisted_recipient = no\n")
+    i.start()
+    yield i
+    i.stop()
+
+
+def test_relay_is_refused_to_strangers_and_local_mail_accepted(relay_inst):
+    c = relay_inst.connect()
+    c.reply()
+    transaction(c, rcpts=[])
+    r = c.cmd("RCPT TO:<b@example.net>")
+    assert r.startswith("450 4.7.1 ") and "Relay access denied" in r, r  # defer_unauth_destination
+    assert c.cmd("DATA") == "503 5.5.1 Error: need RCPT command"
+    assert c.cmd("RCPT TO:<postmaster@mail.example.com>") == "250 2.1.5 Ok"
+    assert c.cmd("DATA").startswith("354")
+    queue_id_of(c.cmd("Subject: local\r\n\r\nhi\r\n."))
+    assert "NOQUEUE: reject: RCPT from" in relay_inst.log()
+    assert len(relay_inst.queued()) == 1
+
+
+@pytest.fixture
+def no_delay_inst():
+    i = SmtpInstance("smtpd_delay_reject = no\nsmtpd_client_restrictions = reject\n")
+    i.start()
+    yield i
+    i.stop()
+
+
+def test_client_refused_at_connect_without_delay_reject(no_delay_inst):
+    c = no_delay_inst.connect()
+    r = c.reply()
+    assert r.startswith("554 5.7.1 "), r
+    assert c.closed()
