@@ -7,6 +7,7 @@
 
 #include <utility>
 
+#include "mail/tls_config.h"
 #include "util/log.h"
 #include "util/socket.h"
 #include "util/strings.h"
@@ -42,6 +43,10 @@ SmtpServer::SmtpServer(EventLoop& loop, const Config& config, const std::vector<
       config_(config),
       settings_(SmtpdSettings::from(config)),
       policy_(config),
+      tls_(settings_.tls_level != TlsLevel::kNone || settings_.wrapper_mode
+               ? make_server_context(config, "smtpd_tls_", settings_.tls_level == TlsLevel::kEncrypt)
+               : nullptr),
+      auth_(loop, auth_socket_path(config.str("queue_directory")), std::chrono::seconds(30)),
       committer_(loop, config.str("queue_directory") + "/incoming",
                  [this](const GroupCommitter::Result& r) {
                    auto it = sessions_.find(r.ticket);

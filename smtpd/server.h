@@ -15,11 +15,13 @@
 
 #include "committer.h"
 #include "mail/config.h"
+#include "mail/auth_client.h"
 #include "mail/daemon.h"
 #include "mail/smtpd_policy.h"
 #include "session.h"
 #include "util/event.h"
 #include "util/fd.h"
+#include "util/tls.h"
 
 namespace postern {
 
@@ -34,6 +36,9 @@ class SmtpServer {
   const SmtpdSettings& settings() const { return settings_; }
   GroupCommitter& committer() { return committer_; }
   const SmtpdPolicy& policy() const { return policy_; }
+  // The TLS context, or null when this service offers no TLS.
+  SSL_CTX* tls_context() const { return tls_.get(); }
+  AuthClient& auth() { return auth_; }
   // The session is done: it is destroyed on the loop's next turn, never inside its own callback.
   void retire(uint64_t id);
 
@@ -47,6 +52,8 @@ class SmtpServer {
   const Config& config_;
   SmtpdSettings settings_;
   SmtpdPolicy policy_;
+  SslCtxPtr tls_;
+  AuthClient auth_;
   StatusReporter status_;
   GroupCommitter committer_;
   size_t max_sessions_;

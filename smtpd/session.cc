@@ -3,9 +3,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -56,6 +58,11 @@ SmtpdSettings SmtpdSettings::from(const Config& config) {
   s.helo_required = config.boolean("smtpd_helo_required");
   s.smtputf8 = config.boolean("smtputf8_enable");
   s.bare_newline = config.str("smtpd_forbid_bare_newline") == "reject" ? BareNewline::kReject : BareNewline::kAccept;
+  std::string level = config.str("smtpd_tls_security_level");
+  s.tls_level = level == "encrypt" ? TlsLevel::kEncrypt : level == "may" ? TlsLevel::kMay : TlsLevel::kNone;
+  s.wrapper_mode = config.boolean("smtpd_tls_wrappermode");
+  s.sasl_enable = config.boolean("smtpd_sasl_auth_enable");
+  s.tls_auth_only = config.boolean("smtpd_tls_auth_only");
   return s;
 }
 
@@ -68,14 +75,21 @@ Session::Session(SmtpServer& server, uint64_t id, UniqueFd fd, std::string clien
       client_address_(std::move(client_address)),
       pause_(server.loop(), [this] { resume_after_pause(); }) {
   set_nonblocking(fd.get());
-  bev_.reset(::bufferevent_socket_new(server.loop().base(), fd.release(), BEV_OPT_CLOSE_ON_FREE));
-  if (!bev_) throw SystemError(ENOMEM, "bufferevent_socket_new");
-  ::bufferevent_setcb(bev_.get(), &Session::on_read, &Session::on_write, &Session::on_event, this);
-  ::bufferevent_setwatermark(bev_.get(), EV_READ, 0, kInputHighWater);
+  bufferevent* bev = ::bufferevent_socket_new(server.loop().base(), fd.get(), BEV_OPT_CLOSE_ON_FREE);
+  if (!bev) throw SystemError(ENOMEM, "bufferevent_socket_new");
+  fd.release();  // the bufferevent closes it
+  attach(bev);
+}
+
+void Session::attach(bufferevent* bev) {
+  bev_.release();  // a TLS filter owns the bufferevent it was put on
+  bev_.reset(bev);
+  ::bufferevent_setcb(bev, &Session::on_read, &Session::on_write, &Session::on_event, this);
+  ::bufferevent_setwatermark(bev, EV_READ, 0, kInputHighWater);
   struct timeval tv {};
   tv.tv_sec = static_cast<time_t>(settings_.timeout.count() / 1000);
   tv.tv_usec = static_cast<suseconds_t>((settings_.timeout.count() % 1000) * 1000);
-  ::bufferevent_set_timeouts(bev_.get(), &tv, &tv);
+  ::bufferevent_set_timeouts(bev, &tv, &tv);
 }
 
 Session::~Session() = default;
@@ -87,7 +101,8 @@ void Session::start() {
   // instead of the greeting, and the connection ends.
   std::string refused = restricted(SmtpdStage::kConnect, "");
   if (!refused.empty()) return close_after(refused);
-  reply(line("220 " + settings_.banner));
+  if (settings_.wrapper_mode) start_tls();  // the greeting goes out once the handshake is done
+  else reply(line("220 " + settings_.banner));
 }
 
 std::string Session::restricted(SmtpdStage stage, const std::string& sender, const std::string& recipient) {
@@ -99,6 +114,8 @@ std::string Session::restricted(SmtpdStage stage, const std::string& sender, con
   s.recipient = recipient;
   s.recipient_count = static_cast<int>(recipients_.size());
   s.protocol = helo_name_.empty() ? "" : protocol();
+  s.sasl_username = sasl_username_;
+  s.tls = tls_active_;
   PolicyVerdict v = server_.policy().check(stage, s);
   if (v.is_accept()) return "";
   log_info("NOQUEUE: %s", v.log.c_str());
@@ -129,6 +146,12 @@ void Session::on_event(bufferevent*, short what, void* arg) {
   auto* s = static_cast<Session*>(arg);
   s->server_.loop().call([s, what] {
     if (s->phase_ == Phase::kGone) return;
+    if (what & BEV_EVENT_CONNECTED) return s->tls_established();
+    if (s->tls_handshaking_ && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+      log_info("TLS handshake failed from unknown[%s]: %s", s->client_address_.c_str(), openssl_errors().c_str());
+      s->peer_gone_ = true;
+      return s->retire();
+    }
     if (what & BEV_EVENT_TIMEOUT) {
       if (s->phase_ == Phase::kClosing) return s->retire();
       log_info("timeout after %s from unknown[%s]", s->last_command_.c_str(), s->client_address_.c_str());
@@ -207,7 +230,8 @@ void Session::process_input() {
   while (!paused_) {
     bool more = false;
     switch (phase_) {
-      case Phase::kCommand: more = read_command_line(); break;
+      case Phase::kCommand:
+      case Phase::kAuth: more = read_command_line(); break;
       case Phase::kData: more = read_data(); break;
       case Phase::kBdat: more = read_bdat(); break;
       default: break;
@@ -236,8 +260,13 @@ bool Session::read_command_line() {
     error_reply(line("500 5.5.0 Error: line too long"));
     return true;
   }
+  if (phase_ == Phase::kAuth) {
+    auth_step(sasl_->respond(cmd));
+    return true;
+  }
   command(cmd);
-  return true;
+  // After STARTTLS nothing that was sent with it may be read as a command.
+  return !tls_handshaking_;
 }
 
 bool Session::read_data() {
@@ -320,8 +349,8 @@ void Session::command(std::string_view text) {
   }
   if (c.verb == "QUIT") return close_after(line("221 2.0.0 Bye"));
   if (c.verb == "VRFY") return vrfy(c.args);
-  if (c.verb == "AUTH") return error_reply(line("503 5.5.1 Error: authentication not enabled"));
-  if (c.verb == "STARTTLS") return error_reply(line("502 5.5.1 Error: command not implemented"));
+  if (c.verb == "AUTH") return auth(c.args);
+  if (c.verb == "STARTTLS") return starttls(c.args);
   error_reply(line("502 5.5.2 Error: command not recognized"));
 }
 
@@ -362,6 +391,8 @@ void Session::ehlo(std::string_view args, bool extended) {
   lines.insert(lines.end(), {"ENHANCEDSTATUSCODES", "8BITMIME", "DSN"});
   if (settings_.smtputf8) lines.push_back("SMTPUTF8");
   lines.push_back("CHUNKING");
+  if (server_.tls_context() && !tls_active_) lines.push_back("STARTTLS");
+  if (auth_offered()) lines.push_back("AUTH " + std::string(kSaslMechanisms));
   reply(smtp_reply(250, "", lines));
 }
 
@@ -369,6 +400,7 @@ SmtpExtensions Session::offered() const {
   SmtpExtensions e;
   e.size_limit = settings_.message_size_limit;
   e.smtputf8 = settings_.smtputf8;
+  e.auth = auth_offered();
   return e;
 }
 
@@ -376,6 +408,8 @@ void Session::mail(std::string_view args) {
   if (settings_.helo_required && helo_name_.empty())
     return error_reply(line("503 5.5.1 Error: send HELO/EHLO first"));
   if (sender_) return error_reply(line("503 5.5.1 Error: nested MAIL command"));
+  if (settings_.tls_level == TlsLevel::kEncrypt && !tls_active_)
+    return error_reply(line("530 5.7.0 Must issue a STARTTLS command first"));
   std::string_view rest;
   if (!strip_path_keyword(args, "FROM:", rest)) return error_reply(line("501 5.5.4 Syntax: MAIL FROM:<address>"));
   AddressOptions options;
@@ -469,14 +503,17 @@ void Session::bdat(std::string_view args) {
 // ---- the message ----
 
 std::string Session::protocol() const {
-  if (!extended_) return "SMTP";
-  return "ESMTP";
+  if (!extended_) return "SMTP";  // RFC 3848
+  return std::string("ESMTP") + (tls_active_ ? "S" : "") + (sasl_username_.empty() ? "" : "A");
 }
 
 std::string Session::received_field(const std::string& queue_id) const {
   std::string address = client_address_.find(':') != std::string::npos ? "IPv6:" + client_address_ : client_address_;
   std::string out = "Received: from " + (helo_name_.empty() ? std::string("unknown") : helo_name_) + " (unknown [" +
-                    address + "])\n\tby " + settings_.myhostname + " (" + settings_.mail_name + ") with " +
+                    address + "])\n";
+  if (tls_active_) out += "\t(using " + tls_description_ + ")\n";
+  if (!sasl_username_.empty()) out += "\t(Authenticated sender: " + sasl_username_ + ")\n";
+  out += "\tby " + settings_.myhostname + " (" + settings_.mail_name + ") with " +
                     protocol() + " id " + queue_id;
   if (recipients_.size() == 1) out += "\n\tfor <" + to_string(split_address(recipients_.front().address)) + ">";
   auto now = std::chrono::system_clock::to_time_t(server_.loop().now());
@@ -502,6 +539,10 @@ std::string Session::begin_message() {
   if (mail_params_.body != BodyType::kUnspecified)
     begin.attributes.push_back({std::string(attr::kBodyType), body_type_name(mail_params_.body)});
   if (mail_params_.smtputf8) begin.attributes.push_back({std::string(attr::kSmtputf8), "yes"});
+  if (!sasl_username_.empty()) {
+    begin.attributes.push_back({std::string(attr::kSaslMethod), sasl_method_});
+    begin.attributes.push_back({std::string(attr::kSaslUsername), sasl_username_});
+  }
   message_error_.clear();
   message_error_temp_ = false;
   try {
@@ -582,6 +623,108 @@ void Session::reset_transaction() {
   data_decoder_.reset();
   chunk_decoder_.reset();
   used_bdat_ = false;
+}
+
+// ---- STARTTLS (RFC 3207) ----
+
+void Session::starttls(std::string_view args) {
+  if (!server_.tls_context()) return error_reply(line("502 5.5.1 Error: command not implemented"));
+  if (tls_active_) return error_reply(line("554 5.5.1 Error: TLS already active"));
+  if (!args.empty()) return error_reply(line("501 5.5.4 Syntax: STARTTLS"));
+  reply(line("220 2.0.0 Ready to start TLS"));
+  // Whatever the client sent after STARTTLS before the handshake is dropped, never
+  // taken as commands of the encrypted session (CVE-2011-0411).
+  evbuffer* in = ::bufferevent_get_input(bev_.get());
+  ::evbuffer_drain(in, ::evbuffer_get_length(in));
+  start_tls();
+}
+
+void Session::start_tls() {
+  SslPtr ssl = make_ssl(server_.tls_context());
+  bufferevent* filter = ::bufferevent_openssl_filter_new(server_.loop().base(), bev_.get(), ssl.get(),
+                                                         BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+  if (!filter) throw SystemError(ENOMEM, "bufferevent_openssl_filter_new");
+  ssl.release();  // the filter frees it
+  attach(filter);
+  tls_handshaking_ = true;
+  ::bufferevent_enable(filter, EV_READ | EV_WRITE);
+}
+
+void Session::tls_established() {
+  tls_handshaking_ = false;
+  tls_active_ = true;
+  tls_description_ = describe_tls_session(::bufferevent_openssl_get_ssl(bev_.get()));
+  size_t peer = tls_description_.find(", peer ");
+  if (peer != std::string::npos) tls_description_.resize(peer);
+  log_info("TLS connection established from unknown[%s]: %s", client_address_.c_str(), tls_description_.c_str());
+  // RFC 3207 §4.2: the client starts again with EHLO; nothing from before is kept.
+  reset_transaction();
+  helo_name_.clear();
+  extended_ = false;
+  if (settings_.wrapper_mode && commands_ == 0) reply(line("220 " + settings_.banner));
+  process_input();
+}
+
+// ---- AUTH (RFC 4954) ----
+
+bool Session::auth_offered() const {
+  return settings_.sasl_enable && (tls_active_ || !settings_.tls_auth_only);
+}
+
+void Session::auth(std::string_view args) {
+  if (!settings_.sasl_enable) return error_reply(line("503 5.5.1 Error: authentication not enabled"));
+  if (settings_.tls_level == TlsLevel::kEncrypt && !tls_active_)
+    return error_reply(line("530 5.7.0 Must issue a STARTTLS command first"));
+  if (!auth_offered()) return error_reply(line("538 5.7.11 Encryption required for requested authentication mechanism"));
+  if (helo_name_.empty() || !extended_) return error_reply(line("503 5.5.1 Error: send EHLO first"));
+  if (!sasl_username_.empty()) return error_reply(line("503 5.5.1 Error: already authenticated"));
+  if (sender_) return error_reply(line("503 5.5.1 Error: MAIL transaction in progress"));
+  std::string_view name = args.substr(0, args.find(' '));
+  auto mechanism = parse_sasl_mechanism(name);
+  if (!mechanism) return error_reply(line("504 5.5.4 Unsupported authentication mechanism"));
+  std::optional<std::string_view> initial;
+  if (name.size() < args.size()) initial = trim(args.substr(name.size()), " ");
+  sasl_method_ = std::string(name);
+  for (char& c : sasl_method_) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  sasl_ = std::make_unique<SaslExchange>(*mechanism);
+  phase_ = Phase::kAuth;
+  auth_step(sasl_->start(initial));
+}
+
+void Session::auth_step(SaslStep step) {
+  if (auto* challenge = std::get_if<SaslChallenge>(&step)) return reply(line("334 " + challenge->base64));
+  phase_ = Phase::kCommand;
+  sasl_.reset();
+  if (auto* failure = std::get_if<SaslFailure>(&step)) {
+    log_warn("unknown[%s]: SASL %s authentication failed: %s", client_address_.c_str(), sasl_method_.c_str(),
+             failure->reason.c_str());
+    return error_reply(line(sasl_failure_reply(*failure)));
+  }
+  auto& credentials = std::get<SaslCredentials>(step);
+  phase_ = Phase::kWaiting;
+  auth_ticket_ = server_.auth().verify({"smtp", credentials.user, credentials.password, client_address_},
+                                       [this](const AuthReply& answer) { auth_answer(answer); });
+}
+
+void Session::auth_answer(const AuthReply& answer) {
+  if (phase_ != Phase::kWaiting) return;
+  phase_ = Phase::kCommand;
+  if (answer.status == kAuthOk) {
+    sasl_username_ = answer.user;
+    log_info("unknown[%s]: sasl_method=%s, sasl_username=%s", client_address_.c_str(), sasl_method_.c_str(),
+             sasl_username_.c_str());
+    reply(line("235 2.7.0 Authentication successful"));
+  } else if (answer.status == kAuthTemp) {
+    log_warn("unknown[%s]: SASL %s authentication failed: %s", client_address_.c_str(), sasl_method_.c_str(),
+             answer.reason.c_str());
+    error_reply(line("454 4.7.0 Temporary authentication failure"));
+  } else {
+    log_warn("unknown[%s]: SASL %s authentication failed: %s", client_address_.c_str(), sasl_method_.c_str(),
+             answer.reason.c_str());
+    error_reply(line("535 5.7.8 Error: authentication failed: authentication failure"));
+  }
+  process_input();
+  if (peer_gone_ && phase_ != Phase::kGone) retire();
 }
 
 }  // namespace postern

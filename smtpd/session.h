@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "committer.h"
+#include "mail/auth_client.h"
 #include "mail/cleanup.h"
+#include "mail/sasl.h"
 #include "mail/smtpd_policy.h"
 #include "mail/smtp_command.h"
 #include "mail/smtp_data.h"
@@ -24,6 +26,8 @@ namespace postern {
 
 class Config;
 class SmtpServer;
+
+enum class TlsLevel { kNone, kMay, kEncrypt };
 
 // What smtpd reads from the configuration once, at start.
 struct SmtpdSettings {
@@ -42,6 +46,10 @@ struct SmtpdSettings {
   bool helo_required = false;
   bool smtputf8 = true;
   BareNewline bare_newline = BareNewline::kAccept;
+  TlsLevel tls_level = TlsLevel::kNone;
+  bool wrapper_mode = false;  // smtpd_tls_wrappermode: TLS from the first byte (port 465)
+  bool sasl_enable = false;
+  bool tls_auth_only = false;
 
   static SmtpdSettings from(const Config& config);
 };
@@ -60,7 +68,7 @@ class Session {
   const std::string& client_address() const { return client_address_; }
 
  private:
-  enum class Phase { kCommand, kData, kBdat, kWaiting, kClosing, kGone };
+  enum class Phase { kCommand, kData, kBdat, kAuth, kWaiting, kClosing, kGone };
   struct BufferDeleter {
     void operator()(bufferevent* bev) const;
   };
@@ -79,8 +87,15 @@ class Session {
   void data(std::string_view args);
   void bdat(std::string_view args);
   void vrfy(std::string_view args);
-  void quit();
   void junk();
+  void starttls(std::string_view args);
+  void start_tls();  // wraps the connection; the handshake runs before anything else is read
+  void tls_established();
+  bool auth_offered() const;
+  void auth(std::string_view args);
+  void auth_step(SaslStep step);
+  void auth_answer(const AuthReply& answer);
+  void attach(bufferevent* bev);  // callbacks, timeouts and watermark on a (new) bufferevent
 
   // The IncomingMessage for DATA or the first BDAT; the refusal reply if it failed.
   std::string begin_message();
@@ -113,6 +128,13 @@ class Session {
   // The session.
   std::string helo_name_;
   bool extended_ = false;
+  bool tls_active_ = false;
+  bool tls_handshaking_ = false;
+  std::string tls_description_;  // "TLSv1.3 with cipher ... (256/256 bits)"
+  std::unique_ptr<SaslExchange> sasl_;
+  AuthTicket auth_ticket_;
+  std::string sasl_method_;
+  std::string sasl_username_;  // after a successful AUTH
   int64_t errors_ = 0;
   int64_t junk_ = 0;
   int64_t commands_ = 0;

@@ -523,3 +523,131 @@ def test_client_refused_at_connect_without_delay_reject(no_delay_inst):
     r = c.reply()
     assert r.startswith("554 5.7.1 "), r
     assert c.closed()
+
+
+# ---- STARTTLS, implicit TLS and AUTH ----
+
+import ssl  # noqa: E402
+
+
+class TlsInstance(SmtpInstance):
+    """smtp with STARTTLS and AUTH inside TLS; a wrapper-mode port (submissions) and
+    an encrypt-only port (submission); the auth service with one user."""
+
+    def __init__(self):
+        from test_auth import postpasswd
+        self.wrapper_port, self.encrypt_port = free_port(), free_port()
+        services = ("127.0.0.1:%d inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n"
+                    "127.0.0.1:%d inet n - n - - smtpd -o smtpd_tls_security_level=encrypt\n"
+                    "auth unix - n n - - auth\n" % (self.wrapper_port, self.encrypt_port))
+        super().__init__("", daemons=("smtpd", "auth"), services=services)
+        cert, key = os.path.join(self.base, "cert.pem"), os.path.join(self.base, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=mail.example.com", "-days", "2"],
+                       check=True, capture_output=True)
+        os.chmod(key, 0o644)  # the test's smtpd runs as mail_owner
+        users = os.path.join(self.base, "users")
+        with open(users, "w") as f:
+            f.write("alice %s\n" % postpasswd("alice's secret"))
+        assert self.run("postmap", "hash:" + users).returncode == 0
+        self.main_cf += ("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n"
+                         "smtpd_sasl_auth_enable = yes\nsmtpd_tls_auth_only = yes\nmynetworks = 192.0.2.0/24\n"
+                         "smtpd_reject_unlisted_recipient = no\nauth_password_maps = hash:%s\n"
+                         "auth_failure_delay = 0\n" % (cert, key, users))
+        with open(os.path.join(self.confdir, "main.cf"), "w") as f:
+            f.write(self.main_cf)
+
+    def start(self):
+        super().start()
+        assert wait_for(lambda: os.path.exists(os.path.join(self.spool, "private", "auth"))), self.log()
+
+
+@pytest.fixture(scope="module")
+def tls_inst():
+    i = TlsInstance()
+    i.start()
+    yield i
+    i.stop()
+
+
+def no_verify():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def test_starttls_then_auth_and_relay(tls_inst):
+    clear_incoming(tls_inst)
+    with smtplib.SMTP("127.0.0.1", tls_inst.port, timeout=10) as s:
+        s.ehlo("client.example")
+        assert s.has_extn("starttls") and not s.has_extn("auth")
+        assert s.docmd("AUTH PLAIN AGFsaWNlAHg=") == (538, b"5.7.11 Encryption required for requested "
+                                                           b"authentication mechanism")
+        code, _ = s.docmd("RCPT TO:<b@example.net>")
+        assert code == 503
+        s.starttls(context=no_verify())
+        s.ehlo("client.example")
+        assert not s.has_extn("starttls") and s.esmtp_features["auth"].strip() == "PLAIN LOGIN"
+        assert s.login("alice", "alice's secret") == (235, b"2.7.0 Authentication successful")
+        assert s.docmd("AUTH PLAIN AGFsaWNlAHg=")[0] == 503
+        assert s.sendmail("alice@example.com", ["b@example.net"], b"Subject: secure\r\n\r\nhi\r\n") == {}
+    [qid] = tls_inst.queued()
+    out = tls_inst.postcat(qid)
+    assert "(using TLSv1.3 with cipher " in out
+    assert "\t(Authenticated sender: alice)\n\tby mail.example.com (Postern) with ESMTPSA id %s\n" % qid in out
+    assert "named_attribute: sasl_username=alice" in out
+
+
+def test_relay_needs_auth_and_bad_logins_are_refused(tls_inst):
+    with smtplib.SMTP("127.0.0.1", tls_inst.port, timeout=10) as s:
+        s.starttls(context=no_verify())
+        s.ehlo("client.example")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.login("alice", "wrong")
+        assert e.value.smtp_code == 535 and e.value.smtp_error.startswith(b"5.7.8")
+        assert s.docmd("AUTH LOGIN") == (334, b"VXNlcm5hbWU6")
+        assert s.docmd("*")[0] == 501
+        assert s.docmd("AUTH CRAM-MD5")[0] == 504
+        s.docmd("MAIL FROM:<a@example.com>")
+        code, text = s.docmd("RCPT TO:<b@example.net>")
+        assert code == 450 and b"Relay access denied" in text
+        assert s.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
+
+
+def test_commands_pipelined_with_starttls_are_discarded(tls_inst):
+    c = tls_inst.connect()
+    c.reply()
+    c.cmd("EHLO c")
+    c.send("STARTTLS\r\nFOO injected\r\n")
+    assert c.reply() == "220 2.0.0 Ready to start TLS"
+    c.sock = no_verify().wrap_socket(c.sock, server_hostname="mail.example.com")
+    assert c.cmd("NOOP") == "250 2.0.0 Ok"  # not the 502 of the injected command
+    assert c.cmd("MAIL FROM:<a@example.com>") == "250 2.1.0 Ok"  # the EHLO before TLS was forgotten, HELO is optional
+    c.close()
+
+
+def test_wrapper_mode_and_encrypt_level(tls_inst):
+    raw = socket.create_connection(("127.0.0.1", tls_inst.wrapper_port), timeout=10)
+    c = Client.__new__(Client)
+    c.sock, c.buf = no_verify().wrap_socket(raw, server_hostname="mail.example.com"), b""
+    assert c.reply() == "220 mail.example.com ESMTP Postern"
+    assert "AUTH PLAIN LOGIN" in c.cmd("EHLO c")
+    c.close()
+    e = Client(tls_inst.encrypt_port)
+    e.reply()
+    e.cmd("EHLO c")
+    assert e.cmd("MAIL FROM:<a@example.com>") == "530 5.7.0 Must issue a STARTTLS command first"
+    e.close()
+
+
+def test_peer_vanishing_mid_handshake(tls_inst):
+    for junk in (b"", b"\x16\x03\x01\x02\x00\x01", b"not tls at all\r\n" * 100):
+        c = tls_inst.connect()
+        c.reply()
+        assert c.cmd("STARTTLS") == "220 2.0.0 Ready to start TLS"
+        c.send(junk)
+        c.close()
+    c = tls_inst.connect()
+    assert c.reply().startswith("220")
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
