@@ -58,6 +58,10 @@ SmtpdSettings SmtpdSettings::from(const Config& config) {
   s.helo_required = config.boolean("smtpd_helo_required");
   s.smtputf8 = config.boolean("smtputf8_enable");
   s.bare_newline = config.str("smtpd_forbid_bare_newline") == "reject" ? BareNewline::kReject : BareNewline::kAccept;
+  for (const std::string& entry : split_list(config.str("smtpd_forbid_bare_newline_exclusions"))) {
+    if (auto network = parse_network(entry)) s.bare_newline_exclusions.push_back(*network);
+    else log_warn("smtpd_forbid_bare_newline_exclusions: %s is not a network; ignored", entry.c_str());
+  }
   std::string level = config.str("smtpd_tls_security_level");
   s.tls_level = level == "encrypt" ? TlsLevel::kEncrypt : level == "may" ? TlsLevel::kMay : TlsLevel::kNone;
   s.wrapper_mode = config.boolean("smtpd_tls_wrappermode");
@@ -464,7 +468,11 @@ void Session::data(std::string_view args) {
   std::string refused = restricted(SmtpdStage::kData, *sender_);
   if (refused.empty()) refused = begin_message();
   if (!refused.empty()) return error_reply(refused);
-  data_decoder_ = std::make_unique<DataDecoder>(settings_.bare_newline, [this](std::string_view t) { content(t); });
+  BareNewline policy = settings_.bare_newline;
+  auto address = parse_ip(client_address_);
+  for (const IpNetwork& n : settings_.bare_newline_exclusions)
+    if (address && n.contains(*address)) policy = BareNewline::kAccept;
+  data_decoder_ = std::make_unique<DataDecoder>(policy, [this](std::string_view t) { content(t); });
   phase_ = Phase::kData;
   reply(line("354 End data with <CR><LF>.<CR><LF>"));
 }

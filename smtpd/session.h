@@ -19,6 +19,7 @@
 #include "mail/smtp_data.h"
 #include "util/event.h"
 #include "util/fd.h"
+#include "util/network.h"
 
 struct bufferevent;
 
@@ -46,6 +47,8 @@ struct SmtpdSettings {
   bool helo_required = false;
   bool smtputf8 = true;
   BareNewline bare_newline = BareNewline::kAccept;
+  // Clients whose bare LF is accepted even with reject (networks only; see main.cc).
+  std::vector<IpNetwork> bare_newline_exclusions;
   TlsLevel tls_level = TlsLevel::kNone;
   bool wrapper_mode = false;  // smtpd_tls_wrappermode: TLS from the first byte (port 465)
   bool sasl_enable = false;

@@ -227,7 +227,7 @@ constexpr ParamSpec kParams[] = {
     {"smtpd_error_sleep_time", T::kTime, "1s",
      "How long the SMTP server waits before a reply once a client's errors pass the soft limit."},
     {"smtpd_forbid_bare_newline", T::kString, "normalize",
-     "What to do with a bare LF in SMTP input: normalize, yes (reject), no.", 0, kNoMax, 's',
+     "What smtpd does with a bare LF in DATA: normalize (or yes) takes it as a line end, reject refuses it, no accepts it.", 0, kNoMax, 's',
      "normalize|yes|no|reject"},
     {"smtpd_forbid_bare_newline_exclusions", T::kString, "$mynetworks",
      "Clients (network/mask) whose bare LF smtpd_forbid_bare_newline = reject lets through."},

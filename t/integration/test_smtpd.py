@@ -308,7 +308,7 @@ def test_dot_unstuffing_and_long_lines(inst, client):
 
 @pytest.fixture
 def reject_inst():
-    i = SmtpInstance("smtpd_forbid_bare_newline = reject\n")
+    i = SmtpInstance("smtpd_forbid_bare_newline = reject\nsmtpd_forbid_bare_newline_exclusions = 192.0.2.0/24\n")
     i.start()
     yield i
     i.stop()
@@ -323,6 +323,21 @@ def test_bare_newline_reject(reject_inst):
     assert c.reply() == "550 5.5.2 Error: bare <LF> received"
     assert c.closed()
     assert reject_inst.queued() == []
+
+
+def test_bare_newline_accepted_from_excluded_networks():
+    i = SmtpInstance("smtpd_forbid_bare_newline = reject\nmynetworks = 127.0.0.0/8\n")  # exclusions: $mynetworks
+    i.start()
+    try:
+        c = i.connect()
+        c.reply()
+        transaction(c)
+        assert c.cmd("DATA").startswith("354")
+        qid = queue_id_of(c.cmd("Subject: x\r\n\r\nline\nnext\r\n."))
+        assert "\nline\nnext\n" in i.postcat(qid)
+        c.close()
+    finally:
+        i.stop()
 
 
 # ---- limits and bad input ----
