@@ -120,6 +120,7 @@ std::string Session::restricted(SmtpdStage stage, const std::string& sender, con
   s.protocol = helo_name_.empty() ? "" : protocol();
   s.sasl_username = sasl_username_;
   s.tls = tls_active_;
+  s.unauth_pipelining = unauth_pipelining_;
   PolicyVerdict v = server_.policy().check(stage, s);
   if (v.is_accept()) return "";
   log_info("NOQUEUE: %s", v.log.c_str());
@@ -268,6 +269,10 @@ bool Session::read_command_line() {
     auth_step(sasl_->respond(cmd));
     return true;
   }
+  // Commands sent ahead of a reply are fine after EHLO showed PIPELINING; before
+  // it, or right after EHLO itself, the client could not know (reject_unauth_pipelining).
+  if (::evbuffer_get_length(in) > 0 && (!extended_ || parse_smtp_command(cmd).verb == "EHLO"))
+    unauth_pipelining_ = true;
   command(cmd);
   // After STARTTLS nothing that was sent with it may be read as a command.
   return !tls_handshaking_;

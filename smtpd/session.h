@@ -142,6 +142,7 @@ class Session {
   int64_t junk_ = 0;
   int64_t commands_ = 0;
   bool discarding_long_line_ = false;
+  bool unauth_pipelining_ = false;  // spoke ahead without knowing that PIPELINING is offered
   bool peer_gone_ = false;  // EOF or a socket error: nothing more can be sent
   bool paused_ = false;     // after a soft error: replies are held until pause_ fires
   std::string held_;

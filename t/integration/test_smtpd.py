@@ -666,3 +666,64 @@ def test_peer_vanishing_mid_handshake(tls_inst):
     c = tls_inst.connect()
     assert c.reply().startswith("220")
     assert c.cmd("QUIT") == "221 2.0.0 Bye"
+
+
+# ---- more limits: helo, junk, rate, unauthorised pipelining, a full process ----
+
+@pytest.fixture
+def picky_inst():
+    i = SmtpInstance("smtpd_helo_required = yes\nsmtpd_junk_command_limit = 2\nsmtpd_hard_error_limit = 3\n"
+                     "smtpd_data_restrictions = reject_unauth_pipelining\n"
+                     "smtpd_sessions_per_process = 2\n")
+    i.start()
+    yield i
+    i.stop()
+
+
+def test_helo_required_junk_limit_and_unauth_pipelining(picky_inst):
+    c = picky_inst.connect()
+    c.reply()
+    assert c.cmd("MAIL FROM:<a@example.com>") == "503 5.5.1 Error: send HELO/EHLO first"  # error 1
+    assert [c.cmd("NOOP") for _ in range(3)] == ["250 2.0.0 Ok"] * 3  # the third is over the junk limit: error 2
+    c.send("NOOP\r\n")  # error 3: the hard limit
+    assert c.reply() == "250 2.0.0 Ok"
+    assert c.reply() == "421 4.7.0 mail.example.com Error: too many errors"
+    assert c.closed()
+
+
+def test_unauth_pipelining_is_refused_at_data(picky_inst):
+    c = picky_inst.connect()
+    c.reply()
+    c.send("HELO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+    replies = [c.reply() for _ in range(4)]
+    assert replies[:3] == ["250 mail.example.com", "250 2.1.0 Ok", "250 2.1.5 Ok"]
+    assert replies[3].startswith("503 5.5.0 ") and "Improper use of SMTP command pipelining" in replies[3]
+    c.close()
+    c = picky_inst.connect()  # the same after EHLO and waiting for its reply is fine
+    c.reply()
+    transaction(c)
+    assert c.cmd("DATA").startswith("354")
+    c.close()
+
+
+def test_full_process_spills_over_to_a_second(picky_inst):
+    held = [picky_inst.connect() for _ in range(2)]
+    for c in held:
+        assert c.reply().startswith("220")
+    third = picky_inst.connect()  # the first process is full (2 sessions): master starts a second
+    assert third.reply().startswith("220")
+    assert len(picky_inst.pids("smtpd")) == 2
+    for c in held + [third]:
+        assert c.cmd("QUIT") == "221 2.0.0 Bye"
+
+
+def test_connection_rate_limit():
+    i = SmtpInstance("smtpd_client_connection_rate_limit = 3\n")
+    i.start()  # its probe of the port is the first connection of the minute
+    try:
+        clients = [i.connect() for _ in range(3)]
+        assert [c.reply()[:3] for c in clients] == ["220", "220", "421"]
+        assert clients[2].closed()
+        assert "connection limit exceeded for 127.0.0.1" in i.log()
+    finally:
+        i.stop()
