@@ -50,8 +50,9 @@ void GroupCommitter::work() {
     }
     std::vector<Result> done;
     bool any_renamed = false;
+    ++batches_;
     for (Job& job : batch) {
-      Result r{job.ticket, job.writer->queue_id(), ""};
+      Result r{job.ticket, job.writer->queue_id(), "", batches_, batch.size()};
       try {
         job.writer->commit(folder_, QueueFileWriter::FolderSync::kLater);
         any_renamed = true;
@@ -89,7 +90,13 @@ void GroupCommitter::collect() {
     std::lock_guard lock(mutex_);
     ready.swap(results_);
   }
-  for (const Result& r : ready) on_done_(r);
+  for (const Result& r : ready) {
+    if (r.batch != logged_batch_) {
+      logged_batch_ = r.batch;
+      log_debug("group commit: %zu queue files, one fsync of %s", r.batch_size, folder_.c_str());
+    }
+    on_done_(r);
+  }
 }
 
 }  // namespace postern

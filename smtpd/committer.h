@@ -28,6 +28,8 @@ class GroupCommitter {
     uint64_t ticket = 0;
     std::string queue_id;
     std::string error;  // empty: durable in incoming
+    uint64_t batch = 0;       // which folder fsync it shared
+    size_t batch_size = 0;    // with how many files
   };
   using DoneHandler = std::function<void(const Result&)>;
 
@@ -56,6 +58,8 @@ class GroupCommitter {
   std::vector<Job> jobs_;
   std::vector<Result> results_;
   bool stopping_ = false;
+  uint64_t batches_ = 0;         // the worker's count
+  uint64_t logged_batch_ = 0;    // the loop's: the last batch it logged
   std::thread thread_;  // last: started when everything above exists
 };
 

@@ -3,6 +3,7 @@ swaks): the ESMTP dialogue and its replies, pipelining, DATA and BDAT into the
 queue, DSN parameters kept in the queue file, the SMTP smuggling battery, limits,
 peers that vanish, and kill -9 of smtpd losing no acknowledged message."""
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -725,5 +726,27 @@ def test_connection_rate_limit():
         assert [c.reply()[:3] for c in clients] == ["220", "220", "421"]
         assert clients[2].closed()
         assert "connection limit exceeded for 127.0.0.1" in i.log()
+    finally:
+        i.stop()
+
+
+def test_sessions_ending_data_together_share_a_folder_fsync():
+    i = SmtpInstance()
+    with open(os.path.join(i.confdir, "master.cf"), "w") as f:
+        f.write("127.0.0.1:%d inet n - n - - smtpd -v\n" % i.port)
+    i.start()
+    try:
+        clients = [i.connect() for _ in range(20)]
+        for c in clients:
+            c.reply()
+            transaction(c)
+            assert c.cmd("DATA").startswith("354")
+            c.send("Subject: together\r\n\r\nbody\r\n")
+        for c in clients:
+            c.send(".\r\n")
+        ids = [queue_id_of(c.reply()) for c in clients]
+        assert sorted(i.queued()) == sorted(ids)
+        sizes = [int(n) for n in re.findall(r"group commit: (\d+) queue files", i.log())]
+        assert sum(sizes) == 20 and max(sizes) > 1, sizes
     finally:
         i.stop()
