@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <utility>
 
 #include "mail/address.h"
@@ -105,8 +106,14 @@ void Session::start() {
   // instead of the greeting, and the connection ends.
   std::string refused = restricted(SmtpdStage::kConnect, "");
   if (!refused.empty()) return close_after(refused);
-  if (settings_.wrapper_mode) start_tls();  // the greeting goes out once the handshake is done
-  else reply(line("220 " + settings_.banner));
+  if (!settings_.wrapper_mode) return reply(line("220 " + settings_.banner));
+  try {
+    start_tls();  // the greeting goes out once the handshake is done
+  } catch (const std::exception& e) {
+    log_error("TLS for unknown[%s]: %s", client_address_.c_str(), e.what());
+    peer_gone_ = true;
+    retire();
+  }
 }
 
 std::string Session::restricted(SmtpdStage stage, const std::string& sender, const std::string& recipient) {
@@ -232,16 +239,25 @@ void Session::retire() {
 }
 
 void Session::process_input() {
-  while (!paused_) {
-    bool more = false;
-    switch (phase_) {
-      case Phase::kCommand:
-      case Phase::kAuth: more = read_command_line(); break;
-      case Phase::kData: more = read_data(); break;
-      case Phase::kBdat: more = read_bdat(); break;
-      default: break;
+  // The per-session boundary: what fails inside one session (no memory for a TLS
+  // session, a bug's logic_error) ends that session only, not the others.
+  try {
+    while (!paused_) {
+      bool more = false;
+      switch (phase_) {
+        case Phase::kCommand:
+        case Phase::kAuth: more = read_command_line(); break;
+        case Phase::kData: more = read_data(); break;
+        case Phase::kBdat: more = read_bdat(); break;
+        default: break;
+      }
+      if (!more) break;
     }
-    if (!more) break;
+  } catch (const std::exception& e) {
+    log_error("session with unknown[%s] failed after %s: %s", client_address_.c_str(), last_command_.c_str(),
+              e.what());
+    peer_gone_ = true;
+    retire();
   }
 }
 
