@@ -485,6 +485,8 @@ void Session::data(std::string_view args) {
   if (!args.empty()) return error_reply(line("501 5.5.4 Syntax: DATA"));
   if (!sender_) return error_reply(line("503 5.5.1 Error: need MAIL command"));
   if (used_bdat_) return error_reply(line("503 5.5.1 Error: DATA after BDAT"));
+  if (mail_params_.body == BodyType::kBinaryMime)  // RFC 3030 §3
+    return error_reply(line("503 5.5.1 Error: BODY=BINARYMIME requires BDAT"));
   if (recipients_.empty()) return error_reply(line("503 5.5.1 Error: need RCPT command"));
   std::string refused = restricted(SmtpdStage::kData, *sender_);
   if (refused.empty()) refused = begin_message();

@@ -258,6 +258,9 @@ def test_bdat_zero_last_and_errors(inst, client):
     assert client.reply() == "250 2.0.0 Ok: 12 bytes"
     assert client.cmd("DATA") == "503 5.5.1 Error: DATA after BDAT"
     assert client.cmd("BDAT 0 LAST").startswith("250 2.0.0 Ok: queued as ")
+    transaction(client, "<a@example.com> BODY=BINARYMIME")
+    assert client.cmd("DATA") == "503 5.5.1 Error: BODY=BINARYMIME requires BDAT"
+    assert client.cmd("RSET") == "250 2.0.0 Ok"
     assert client.cmd("BDAT x") == "501 5.5.4 Syntax: BDAT count [LAST]"
     assert client.cmd("BDAT 1 NOW") == "501 5.5.4 Syntax: BDAT count [LAST]"
     assert len(inst.queued()) == 1
