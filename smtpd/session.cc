@@ -131,10 +131,7 @@ std::string Session::restricted(SmtpdStage stage, const std::string& sender, con
   PolicyVerdict v = server_.policy().check(stage, s);
   if (v.is_accept()) return "";
   log_info("NOQUEUE: %s", v.log.c_str());
-  // An enhanced code must have its class (RFC 3463): "7.1" becomes "5.7.1".
-  std::string dsn = std::count(v.dsn.begin(), v.dsn.end(), '.') == 1 ? std::to_string(v.code / 100) + "." + v.dsn
-                                                                      : v.dsn;
-  return line(std::to_string(v.code) + " " + dsn + " " + v.text);
+  return line(std::to_string(v.code) + " " + v.dsn + " " + v.text);
 }
 
 void Session::refuse(const std::string& text) {

@@ -520,7 +520,7 @@ def test_relay_is_refused_to_strangers_and_local_mail_accepted(relay_inst):
     c.reply()
     transaction(c, rcpts=[])
     r = c.cmd("RCPT TO:<b@example.net>")
-    assert r.startswith("450 4.7.1 ") and "Relay access denied" in r, r  # defer_unauth_destination
+    assert r.startswith("454 4.7.1 ") and "Relay access denied" in r, r  # defer_unauth_destination
     assert c.cmd("DATA") == "503 5.5.1 Error: need RCPT command"
     assert c.cmd("RCPT TO:<postmaster@mail.example.com>") == "250 2.1.5 Ok"
     assert c.cmd("DATA").startswith("354")
@@ -630,7 +630,7 @@ def test_relay_needs_auth_and_bad_logins_are_refused(tls_inst):
         assert s.docmd("AUTH CRAM-MD5")[0] == 504
         s.docmd("MAIL FROM:<a@example.com>")
         code, text = s.docmd("RCPT TO:<b@example.net>")
-        assert code == 450 and b"Relay access denied" in text
+        assert code == 454 and b"Relay access denied" in text
         assert s.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
 
 
