@@ -377,10 +377,22 @@ def test_command_line_too_long(client):
 @pytest.fixture
 def strict_inst():
     i = SmtpInstance("smtpd_recipient_limit = 2\nsmtpd_hard_error_limit = 4\nsmtpd_soft_error_limit = 2\n"
-                     "smtpd_error_sleep_time = 1s\nsmtpd_timeout = 2s\nsmtpd_client_connection_count_limit = 3\n")
+                     "smtpd_error_sleep_time = 1s\nsmtpd_timeout = 2s\nsmtpd_client_connection_count_limit = 3\n"
+                     "header_size_limit = 1024\n")
     i.start()
     yield i
     i.stop()
+
+
+def test_header_size_limit(strict_inst):
+    c = strict_inst.connect()
+    c.reply()
+    transaction(c)
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("Subject: " + "h" * 600 + "\r\n " + "h" * 600 + "\r\n\r\nbody\r\n.")
+    assert r.startswith("550 5.6.0 message header field too long"), r
+    assert strict_inst.queued() == []
+    c.close()
 
 
 def test_recipient_limit_error_limits_and_sleep(strict_inst):
