@@ -383,8 +383,8 @@ struct DropTarget {
   bool direct = true;
 };
 
-// Runs postdrop with the finished queue file as its standard input; exits with
-// postdrop's status when it fails (it has said why).
+// Runs postdrop with the finished queue file as its standard input; when it fails
+// (it has said why) its exit status becomes sendmail's.
 void run_postdrop(const Config& config, UniqueFd file) {
   std::string path = config.str("command_directory") + "/postdrop";
   std::string dir = config.dir();
@@ -397,8 +397,10 @@ void run_postdrop(const Config& config, UniqueFd file) {
   }
   int status = 0;
   check_sys(retry_eintr([&] { return ::waitpid(pid, &status, 0); }), "waitpid");
+  // Thrown, so that the writer's destructor removes the temporary file.
   if (!WIFEXITED(status)) throw Refusal{EX_TEMPFAIL, "postdrop was killed"};
-  if (WEXITSTATUS(status) != 0) std::exit(WEXITSTATUS(status));
+  if (WEXITSTATUS(status) != 0)
+    throw Refusal{WEXITSTATUS(status), format("postdrop failed with status %d", WEXITSTATUS(status))};
 }
 
 // Writes the queue file and returns its queue ID (empty when postdrop queued it).

@@ -277,7 +277,8 @@ constexpr ParamSpec kParams[] = {
     {"smtpd_tls_CApath", T::kString, "",
      "A directory of CA certificates (hashed names) for client certificates."},
     {"smtpd_tls_ask_ccert", T::kBool, "no", "Ask SMTP clients for a certificate (never required)."},
-    {"smtpd_tls_auth_only", T::kBool, "no", "Offer AUTH only inside TLS."},
+    {"smtpd_tls_auth_only", T::kBool, "yes",
+     "Offer AUTH only inside TLS (Postfix defaults to no; Postern never lets a password cross in clear unless told)."},
     {"smtpd_tls_cert_file", T::kString, "", "The SMTP server's certificate (PEM)."},
     {"smtpd_tls_chain_files", T::kString, "",
      "PEM files that each hold a private key, its certificate and chain; used instead of "
