@@ -10,6 +10,7 @@ import os
 import pwd
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -122,6 +123,19 @@ def test_held_deferred_message_is_not_retried_until_released(inst):
     assert inst.messages(user) == [] and inst.queue("hold") == [qid]
     postsuper(inst, "-H", qid)
     wait_delivered(inst, user, 1)
+
+
+def test_released_message_does_not_wait_out_its_old_back_off(slow_retry):
+    inst = slow_retry
+    user = inst.users[0]
+    maildir = lock_maildir(inst, user)
+    inst.sendmail(user, input="Subject: released\n\nx\n")
+    qid = deferred_one(inst)  # next attempt in 600 s
+    postsuper(inst, "-h", qid)
+    os.chmod(maildir, 0o700)
+    postsuper(inst, "-H", qid)
+    [msg] = wait_delivered(inst, user, 1, timeout=10)  # the next scan of deferred (queue_run_delay 1s)
+    assert "Subject: released\n" in msg
 
 
 def test_unwritable_mailbox_defers_then_requeue_delivers_once(slow_retry):
@@ -308,6 +322,33 @@ def test_no_recipient_is_refused_and_nothing_is_queued(inst):
     time.sleep(1)
     assert inst.queued() == 0 and inst.queue("corrupt") == []
     assert os.listdir(os.path.join(inst.spool, "maildrop")) == []
+
+
+def test_flush_when_the_queue_manager_hangs_up_at_once(inst):
+    """qmgr takes the connection itself as the trigger and closes it unread:
+    postqueue must not die of SIGPIPE writing its request."""
+    public = os.path.join(inst.spool, "public")
+    os.makedirs(public)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.path.join(public, "qmgr"))
+    listener.listen(64)
+
+    def hang_up():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        for _ in range(30):
+            r = inst.run("postqueue", "-f")
+            assert r.returncode == 0, (r.returncode, r.stderr)
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
 
 
 def test_missing_maildrop_is_a_temporary_failure_until_postern_check(inst):
