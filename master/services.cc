@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -236,6 +237,7 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
   std::string env_dir = config_.dir();
   bool change = credentials_.change && spec.unprivileged;
 
+  const pid_t master_pid = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     log_warn("service %s: fork: %m", spec.id().c_str());
@@ -266,6 +268,11 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
         ::_exit(1);
       }
     }
+    // A child outlives a master killed with SIGKILL only to hold its listeners
+    // and its queue files against the next master: it gets SIGTERM when master
+    // dies (set after the credentials change, which clears it; the check covers a
+    // master that died before the call).
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || ::getppid() != master_pid) ::_exit(1);
     ::setenv("POSTERN_CONFIG_DIR", env_dir.c_str(), 1);
     ::execv(path.c_str(), argv.data());
     log_error("service %s: exec %s: %m", spec.id().c_str(), path.c_str());

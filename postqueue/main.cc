@@ -22,9 +22,11 @@
 // destinations, A: scan every queue) to queue_directory/public/qmgr; when the
 // queue manager does not answer there, postqueue says the mail system is down and
 // exits 75 (EX_TEMPFAIL), having done nothing.
+#include <sys/socket.h>
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -196,8 +198,10 @@ int trigger(const std::string& spool) {
   Result<UniqueFd> fd = connect_unix(qmgr_socket_path(spool), Timeout(5000));
   if (!fd) log_fatal_status(EX_TEMPFAIL, "%s: %s", what, fd.error().c_str());
   static constexpr char kRequest[] = {'F', 'A'};
-  ssize_t n = retry_eintr([&] { return ::write(fd->get(), kRequest, sizeof kRequest); });
-  if (n != static_cast<ssize_t>(sizeof kRequest))
+  // The queue manager takes the connection itself as the trigger and may close it
+  // before reading: a peer gone by now is success, and must not be a SIGPIPE.
+  ssize_t n = retry_eintr([&] { return ::send(fd->get(), kRequest, sizeof kRequest, MSG_NOSIGNAL); });
+  if (n != static_cast<ssize_t>(sizeof kRequest) && !(n < 0 && (errno == EPIPE || errno == ECONNRESET)))
     log_fatal_status(EX_TEMPFAIL, "%s: write to %s failed", what, qmgr_socket_path(spool).c_str());
   return 0;
 }

@@ -5,10 +5,11 @@
 // trace), from the named queue, or from hold, incoming, active and deferred when
 // no queue is named. -h puts the message on hold (from incoming, active and
 // deferred by default): the queue manager leaves it alone until -H releases it
-// into deferred. -r requeues the message (from hold, incoming, active and
-// deferred by default): it moves to incoming, where the queue manager picks it
-// up again at once, keeping its queue ID and the recipients already delivered; its
-// defer log is removed. ALL means every message of those queues; "-" reads queue
+// into deferred, due at the queue manager's next scan of deferred (its time is
+// reset). -r requeues the message (from hold, incoming, active and deferred by
+// default): it moves to incoming and postsuper pokes the queue manager, which
+// picks it up again at once, keeping its queue ID and the recipients already
+// delivered; its defer log is removed. ALL means every message of those queues; "-" reads queue
 // IDs from standard input, one a line. The options may be combined and repeated;
 // deletions run first, then holds, releases and requeues.
 // Every queue ID is checked before anything changes: a malformed one ("../x",
@@ -20,6 +21,7 @@
 // unfinished and moves damaged queue files to corrupt.
 // Only the superuser, mail_owner, or the user who owns the queues (an instance
 // started by an ordinary user) may run postsuper.
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -27,6 +29,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -39,6 +42,7 @@
 #include "mail/spool.h"
 #include "util/cli.h"
 #include "util/log.h"
+#include "util/socket.h"
 #include "util/strings.h"
 
 namespace postern {
@@ -169,6 +173,10 @@ class Super {
             return true;
           }
         }
+        // A released message is due at the next scan of deferred, not when the
+        // back-off computed before the hold ends (as Postfix resets the time).
+        if (op == kRelease && ::utimensat(AT_FDCWD, queue_file_path(spool_, to, id).c_str(), nullptr, 0) < 0)
+          log_warn("%s: cannot reset its time: %s", id.c_str(), std::strerror(errno));
         if (op == kRequeue) remove_status_logs(spool_, id, {"defer"});
         log_info("%s: %s", id.c_str(), op == kHold ? "placed on hold" : op == kRelease ? "released from hold"
                                                                                         : "requeued");
@@ -213,6 +221,9 @@ int run(const CommandLine& cl) {
       for (const std::string& id : super.targets(arg, queues, from_stdin))
         if (!super.apply(op, id, queues, count) && arg != "ALL") log_warn("%s: no such message", id.c_str());
     log_info("%s: %zu message%s", kDone[op], count, count == 1 ? "" : "s");
+    // The queue manager scans incoming when poked (a connect is the trigger); when
+    // it is not running it scans at its start.
+    if (op == kRequeue && count > 0) (void)connect_unix(qmgr_socket_path(spool), std::chrono::milliseconds(100));
   }
   return status;
 }
