@@ -27,6 +27,7 @@
 #include "mail/cleanup.h"
 #include "mail/cleanup_protocol.h"
 #include "mail/daemon.h"
+#include "mail/spool.h"
 #include "mail/queue_file.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -79,6 +80,14 @@ class Session {
 
  private:
   std::optional<CleanupReply> receive(const CleanupBegin& begin) {
+    // A maildrop file submitted again (pickup died before it removed it): the
+    // message is queued under the file's ID already.  Read the rest, say ok.
+    if (!begin.source_id.empty() && is_queued(config_.str("queue_directory"), begin.source_id)) {
+      auto d = drain(sock_);
+      if (!d) return std::nullopt;
+      log_info("%s: already queued (maildrop file submitted again)", begin.source_id.c_str());
+      return CleanupReply{"ok", begin.source_id, ""};
+    }
     IncomingMessage message(config_, begin);
     queue_id_ = message.queue_id();
     for (;;) {

@@ -78,6 +78,7 @@ void EffectiveIds::restore() {
   // wrong rights: stop the process instead (master starts a new one).
   if (::seteuid(0) < 0 || ::setegid(0) < 0 || ::setgroups(saved_groups_.size(), saved_groups_.data()) < 0)
     log_panic("cannot switch back to root: %m");
+  rearm_master_death_signal();
 }
 
 Outcome in_child_as(const Account& account, const std::vector<gid_t>& extra_groups,

@@ -73,6 +73,7 @@ Outcome send_to_cleanup(const std::string& spool, const QueueFile& file, uid_t u
   begin.arrival_seconds = env.arrival_seconds;
   begin.arrival_microseconds = env.arrival_microseconds;
   begin.submit_uid = uid;
+  begin.source_id = file.queue_id();
   begin.rewrite_context = "local";
   for (const auto& [name, value] : env.attributes) {
     if (name == "full_name") begin.full_name = value;

@@ -57,6 +57,7 @@
 // "QUEUEID: removed", "QUEUEID: deferred, next attempt in Ns", and
 // "QUEUEID: failure|delay notice not sent, will try again: why".
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -64,6 +65,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -156,6 +158,13 @@ class Qmgr {
     if (!scan_timer_.pending()) scan_timer_.start_once(std::chrono::milliseconds(0));
   }
 
+  // postqueue -f: every deferred message is due now, as is incoming.
+  void flush() {
+    log_info("flush requested: scanning deferred");
+    scan_deferred(true);
+    trigger();
+  }
+
  private:
   struct Delivery {
     std::string id;
@@ -182,7 +191,7 @@ class Qmgr {
     pump();
   }
 
-  void scan_deferred() {
+  void scan_deferred(bool all_due = false) {
     std::vector<std::string> ids;
     try {
       ids = list_queue(spool_, QueueName::kDeferred);
@@ -194,7 +203,7 @@ class Qmgr {
     for (const auto& id : ids) {
       struct stat st;
       if (::stat(queue_file_path(spool_, QueueName::kDeferred, id).c_str(), &st) < 0) continue;
-      if (st.st_mtime > now) continue;  // not due yet
+      if (st.st_mtime > now && !all_due) continue;  // not due yet
       activate(id, QueueName::kDeferred, 2);
     }
     pump();
@@ -526,6 +535,12 @@ class Qmgr {
       retire(d);
       return;
     }
+    // A maildrop file of the same ID is the source of this message, left by a
+    // pickup that died before removing it: removed first, so that it is never
+    // submitted again once the message is gone (cleanup recognises it only
+    // while the message is queued).
+    std::string source = queue_file_path(spool_, QueueName::kMaildrop, id);
+    if (::unlink(source.c_str()) == 0) log_info("%s: removed its maildrop file", id.c_str());
     std::string path = queue_file_path(spool_, QueueName::kActive, id);
     if (::unlink(path.c_str()) < 0) {
       log_error("%s: cannot remove %s: %m", id.c_str(), path.c_str());
@@ -607,14 +622,46 @@ int run(int argc, char** argv) {
   return run_daemon_body([&] {
     EventLoop loop;
     Qmgr qmgr(loop, config);
+    // Trigger connections until their first bytes (or their end) arrive.
+    struct PendingTrigger {
+      UniqueFd fd;
+      std::unique_ptr<IoWatcher> watcher;
+      std::unique_ptr<Timer> timeout;
+      bool answered = false;
+    };
+    std::map<int, PendingTrigger> triggers;
+    std::vector<int> finished;
+    Timer reaper(loop, [&] {
+      for (int fd : finished) triggers.erase(fd);
+      finished.clear();
+    });
     std::vector<std::unique_ptr<IoWatcher>> watchers;
     for (const auto& listener : listeners) {
       int fd = listener.get();
       watchers.push_back(std::make_unique<IoWatcher>(loop, fd, IoWatcher::kReadable, [&, fd](int) {
         auto client = accept_connection(fd);
         if (!client) return;  // nothing pending
-        client->reset();      // a trigger carries nothing
-        qmgr.trigger();
+        // A trigger is the connection itself; postqueue -f also sends "F" (flush).
+        int cfd = client->get();
+        auto& pending = triggers[cfd];
+        pending.fd = std::move(*client);
+        auto done = [&, cfd](bool flush) {
+          PendingTrigger& t = triggers[cfd];
+          if (t.answered) return;  // the watcher and the timer may both fire
+          t.answered = true;
+          t.watcher->stop();
+          t.timeout->cancel();
+          flush ? qmgr.flush() : qmgr.trigger();
+          finished.push_back(cfd);
+          if (!reaper.pending()) reaper.start_once(std::chrono::milliseconds(0));
+        };
+        pending.watcher = std::make_unique<IoWatcher>(loop, cfd, IoWatcher::kReadable, [cfd, done](int) {
+          char buf[16];
+          ssize_t n = ::recv(cfd, buf, sizeof buf, MSG_DONTWAIT);
+          done(n > 0 && std::memchr(buf, 'F', size_t(n)) != nullptr);
+        });
+        pending.timeout = std::make_unique<Timer>(loop, [done] { done(false); });
+        pending.timeout->start_once(std::chrono::seconds(1));
       }));
     }
     // Busy for good: master must not count a long-running qmgr as a free process.

@@ -494,7 +494,10 @@ int enqueue(const CommandLine& cl, const Config& config) {
 
   for (int s : kCleanupSignals) ::signal(s, on_signal);
   try {
-    DropTarget target{spool + "/maildrop", ::access((spool + "/maildrop").c_str(), W_OK | X_OK) == 0};
+    // postdrop only when maildrop is there but closed to us; a missing maildrop
+    // is reported as the failure to write it (exit 75), whoever we are.
+    bool writable = ::access((spool + "/maildrop").c_str(), W_OK | X_OK) == 0 || errno != EACCES;
+    DropTarget target{spool + "/maildrop", writable};
     std::string id = submit(cl, config, env, target, limit > 0 ? static_cast<uint64_t>(limit) : 0);
     if (target.direct) {
       // Wake pickup (a connect is the trigger); if it is not running, master's wakeup will start it.

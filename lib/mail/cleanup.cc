@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "mail/config.h"
+#include "mail/queue_id.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/socket.h"
@@ -210,8 +211,12 @@ IncomingMessage::IncomingMessage(const Config& config, const CleanupBegin& begin
       origin_(config.str("myorigin")),
       rewrite_context_(begin.rewrite_context),
       settings_(cleanup_settings(config)) {
+  if (!begin.source_id.empty() && !is_valid_queue_id(begin.source_id))
+    throw CleanupRefusal{"perm", "5.5.4 bad request: invalid source_id"};
   try {
-    writer_ = std::make_unique<QueueFileWriter>(incoming_folder());
+    writer_ = begin.source_id.empty()
+                  ? std::make_unique<QueueFileWriter>(incoming_folder())
+                  : std::make_unique<QueueFileWriter>(incoming_folder(), 0600, begin.source_id);
   } catch (const SystemError& e) {
     throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
   }

@@ -50,6 +50,9 @@ struct CleanupBegin {
   int64_t arrival_seconds = 0;  // 0: now
   int32_t arrival_microseconds = 0;
   int64_t submit_uid = -1;      // the local user who submitted it (pickup), else -1
+  std::string source_id;        // pickup: the maildrop file's queue ID, which the queue
+                                // file takes, so that a file submitted twice (pickup
+                                // killed before it removed it) is queued once
   std::vector<CleanupAttribute> attributes;  // written to the queue file as they are
 
   static constexpr std::string_view kType = "cleanup-begin";
@@ -59,7 +62,8 @@ struct CleanupBegin {
       field("envid", &CleanupBegin::envid), field("ret", &CleanupBegin::ret),
       field("arrival_seconds", &CleanupBegin::arrival_seconds),
       field("arrival_microseconds", &CleanupBegin::arrival_microseconds),
-      field("submit_uid", &CleanupBegin::submit_uid), field("attributes", &CleanupBegin::attributes));
+      field("submit_uid", &CleanupBegin::submit_uid), field("source_id", &CleanupBegin::source_id),
+      field("attributes", &CleanupBegin::attributes));
 };
 
 struct CleanupRecipient {

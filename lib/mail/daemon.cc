@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -90,7 +92,17 @@ void StatusReporter::send(const char* status) {
   if (n != ssize_t(frame->size())) log_fatal("master went away (status pipe: %m)");
 }
 
+namespace {
+pid_t g_master_pid = 0;  // the parent at start: master
+}  // namespace
+
+void rearm_master_death_signal() {
+  if (g_master_pid <= 1) return;
+  if (::prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || ::getppid() != g_master_pid) ::_exit(1);
+}
+
 DaemonStartup start_daemon(int argc, char** argv) {
+  g_master_pid = ::getppid();
   DaemonArgs args;
   try {
     args = parse_daemon_args(argc, argv);

@@ -70,6 +70,12 @@ std::vector<UniqueFd> take_listeners(int count);
 // the extra groups (local's group of a mail spool).  Throws SystemError.
 void drop_privileges(uid_t uid, gid_t gid, const std::vector<gid_t>& extra_groups = {});
 
+// master gives every child SIGTERM when it dies (PR_SET_PDEATHSIG), but the
+// kernel forgets that setting when the process changes its effective IDs.  A
+// daemon that switches identities and back (local) calls this after switching
+// back: it arms the signal again, and exits at once if master is gone already.
+void rearm_master_death_signal();
+
 // Writes busy/idle records to master; a child whose master went away exits.
 class StatusReporter {
  public:

@@ -375,6 +375,12 @@ Result<void> mark_recipient_done(int fd, uint64_t offset, bool sync) {
 
 // ---------------------------------------------------------------- writer
 
+QueueFileWriter::QueueFileWriter(std::string folder, mode_t mode, std::string_view queue_id)
+    : QueueFileWriter(std::move(folder), mode) {
+  if (!is_valid_queue_id(queue_id)) throw std::invalid_argument("invalid queue ID \"" + std::string(queue_id) + "\"");
+  queue_id_ = queue_id;
+}
+
 QueueFileWriter::QueueFileWriter(std::string folder, mode_t mode) : folder_(std::move(folder)), mode_(mode) {
   static std::atomic<unsigned> counter{0};
   for (int attempt = 0;; ++attempt) {

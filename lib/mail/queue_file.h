@@ -180,6 +180,10 @@ Result<void> mark_recipient_done(int fd, uint64_t offset, bool sync = false);
 class QueueFileWriter {
  public:
   explicit QueueFileWriter(std::string folder, mode_t mode = 0600);
+  // With a queue ID given rather than made (a valid one, or std::invalid_argument):
+  // cleanup gives a message from maildrop the ID of its maildrop file, so that a
+  // second submission of the same file is recognised (lib/mail/cleanup.h).
+  QueueFileWriter(std::string folder, mode_t mode, std::string_view queue_id);
   ~QueueFileWriter();
   QueueFileWriter(const QueueFileWriter&) = delete;
   QueueFileWriter& operator=(const QueueFileWriter&) = delete;

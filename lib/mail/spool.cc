@@ -259,4 +259,13 @@ size_t requeue_active(const std::string& spool) {
   return moved;
 }
 
+bool is_queued(const std::string& spool, std::string_view queue_id) {
+  if (!is_valid_queue_id(queue_id)) return false;
+  for (QueueName q : {QueueName::kIncoming, QueueName::kActive, QueueName::kDeferred, QueueName::kHold}) {
+    struct stat st;
+    if (::lstat(queue_file_path(spool, q, queue_id).c_str(), &st) == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace postern

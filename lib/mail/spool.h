@@ -80,4 +80,8 @@ SpoolScan scan_spool(const std::string& spool, int64_t min_age = 0);
 // recipients marked done are not delivered twice.  Returns how many were moved.
 size_t requeue_active(const std::string& spool);
 
+// True when a queue file of that ID is in incoming, active, deferred or hold:
+// the message is in the queue (maildrop and corrupt do not count).
+bool is_queued(const std::string& spool, std::string_view queue_id);
+
 }  // namespace postern
