@@ -14,28 +14,46 @@
 // transport.  A recipient without a domain or with a domain in mydestination goes
 // to local_transport ("local:$myhostname": socket private/local, nexthop
 // $myhostname); any other domain is deferred with "no transport for DOMAIN yet"
-// until the smtp client exists: kept, never bounced, never dropped.  One
+// until the smtp client exists: kept until the message expires, never dropped.  One
 // DeliveryRequest per message goes to the agent (lib/mail/delivery_protocol.h),
 // and its per-recipient results are applied:
 //   ok      the recipient is marked done (the agent did so already; marking twice
 //           is harmless);
 //   defer   a block recipient=, status=, reason= is appended to defer/ID;
-//   bounce  there is no bounce service yet: the recipient stays undone, the reason
-//           goes to bounce/ID and the log ("would bounce"), and the message is
-//           moved to hold for the administrator, so no mail is lost.
+//   bounce  the block goes to bounce/ID, which is fsynced before the recipient is
+//           marked done: the notice is made from that log, so it cannot be lost.
 // A connection that fails or breaks before the reply defers every recipient it
-// carried.  Then: no recipient left undone -> the file and its status logs are
-// removed; any bounced -> hold; otherwise -> deferred, with its mtime set to
-// now + backoff, where backoff is the age of the message bounded by
-// minimal_backoff_time and maximal_backoff_time (Postfix's rule: the interval
-// roughly doubles with each attempt).
+// carried.
+//
+// Expiry: a message older than maximal_queue_lifetime (bounce_queue_lifetime
+// when its sender is the null sender; 0 means one attempt) has its undone
+// recipients bounced with their last defer status and reason
+// ("status=expired, returned to sender"), as Postfix does.
+//
+// Before a message leaves active, if bounce/ID exists, qmgr asks the bounce
+// service (private/bounce, lib/mail/bounce_protocol.h) for the non-delivery
+// notice and waits for its answer (at most 10s for bounce's Hello, 120s for the
+// notice); on "ok" the bounce log is removed.  Then: no recipient left undone
+// and no notice pending -> the file and its status logs are removed; otherwise
+// -> deferred, with its mtime set to now + backoff, where backoff is the age of
+// the message bounded by minimal_backoff_time and maximal_backoff_time (Postfix's
+// rule: the interval roughly doubles with each attempt).  A message whose notice
+// could not be sent waits in deferred with every recipient done and its bounce
+// log kept; the next queue run asks again.
+//
+// Delay warnings: when delay_warning_time is not 0 and a message from an
+// ordinary sender goes back to deferred after waiting that long, the bounce
+// service sends the sender one "delayed" notice from defer/ID; that it was sent
+// is recorded in defer/ID (docs/queue.md), so it is sent once.
 //
 // First cut: at most kMaxInFlight deliveries at once, over all transports, and
-// messages are handled in arrival order; no per-destination concurrency, no
-// maximal_queue_lifetime (a message is never returned to its sender yet).
+// messages are handled in arrival order; no per-destination concurrency; the
+// wait for the bounce service blocks the queue manager meanwhile.
 //
 // Log: "QUEUEID: to=<rcpt>, relay=local, status=sent|deferred|bounced (dsn text)",
-// "QUEUEID: removed", "QUEUEID: moved to hold: ...".
+// "QUEUEID: to=<rcpt>, relay=none, status=expired, returned to sender (reason)",
+// "QUEUEID: removed", "QUEUEID: deferred, next attempt in Ns", and
+// "QUEUEID: failure|delay notice not sent, will try again: why".
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -51,6 +69,7 @@
 #include <string>
 #include <vector>
 
+#include "mail/bounce_protocol.h"
 #include "mail/daemon.h"
 #include "mail/delivery_protocol.h"
 #include "mail/queue_file.h"
@@ -72,31 +91,26 @@ constexpr Timeout kConnectTimeout = std::chrono::seconds(2);
 // a local delivery may wait for a mailbox lock).
 constexpr std::chrono::seconds kAgentTimeout{600};
 
-struct StatusBlock {
-  std::string recipient;
-  std::string dsn;
-  std::string text;
-};
+// A bounce process answers Hello at once; the notice itself waits for cleanup.
+constexpr Timeout kBounceHelloTimeout = std::chrono::seconds(10);
+constexpr Timeout kBounceTimeout = std::chrono::seconds(120);
 
-std::string one_line(std::string text) {
-  std::replace(text.begin(), text.end(), '\n', ' ');
-  std::replace(text.begin(), text.end(), '\r', ' ');
-  return text;
-}
-
-void append_status_log(const std::string& spool, std::string_view folder, const std::string& id,
-                       const std::vector<StatusBlock>& blocks) {
-  if (blocks.empty()) return;
-  std::string text;
-  for (const auto& b : blocks)
-    text += "recipient=" + one_line(b.recipient) + "\nstatus=" + one_line(b.dsn) + "\nreason=" + one_line(b.text) +
-            "\n\n";
+// Appends to a status log; a failure is logged and reported.
+bool append_log(const std::string& spool, std::string_view folder, const std::string& id,
+                const std::vector<StatusRecord>& records, bool durable) {
   try {
-    UniqueFd fd = open_file(status_log_path(spool, folder, id), O_WRONLY | O_APPEND | O_CREAT, 0600);
-    write_all(fd.get(), text);
+    append_status_log(spool, folder, id, records, durable);
+    return true;
   } catch (const SystemError& e) {
     log_warn("%s: %.*s log: %s", id.c_str(), int(folder.size()), folder.data(), e.what());
+    return false;
   }
+}
+
+// A status log record for a recipient (a QueueRecipient or a DeliveryRecipient).
+template <typename Recipient>
+StatusRecord status_record(const Recipient& r, const std::string& dsn, const char* action, const std::string& why) {
+  return StatusRecord{r.address, r.orcpt, int(r.notify), int64_t(r.offset), dsn, action, why, ""};
 }
 
 // transport:nexthop as local_transport writes it.
@@ -119,6 +133,9 @@ class Qmgr {
         local_(parse_transport(config.str("local_transport"))),
         min_backoff_(config.seconds("minimal_backoff_time")),
         max_backoff_(config.seconds("maximal_backoff_time")),
+        queue_lifetime_(config.seconds("maximal_queue_lifetime")),
+        bounce_lifetime_(config.seconds("bounce_queue_lifetime")),
+        delay_warning_(config.seconds("delay_warning_time")),
         scan_timer_(loop, [this] { scan_incoming(); }),
         deferred_timer_(loop, [this] { scan_deferred(); }) {
     for (const auto& d : config.list("mydestination")) mydestination_.insert(lowercase(d));
@@ -142,8 +159,7 @@ class Qmgr {
     std::string id;
     std::unique_ptr<QueueFile> file;
     std::vector<DeliveryRecipient> sent;
-    std::vector<StatusBlock> deferred;
-    std::vector<StatusBlock> bounced;
+    std::vector<StatusRecord> deferred;
     bool hello_seen = false;
     std::unique_ptr<FramedConnection> conn;
   };
@@ -216,8 +232,7 @@ class Qmgr {
       }
       if (status == QueueFileStatus::kIoError) {
         log_warn("%s: %s; deferred", id.c_str(), file.error().c_str());
-        d->deferred.push_back({"", "4.3.0", file.error()});
-        retire(*d, false);
+        retire(*d);
         return;
       }
       // Corrupt or incomplete in active: acknowledged once, damaged since.  Kept.
@@ -242,7 +257,7 @@ class Qmgr {
         std::string domain = r.address.substr(r.address.rfind('@') + 1);
         std::string why = "no transport for " + domain + " yet";
         log_info("%s: to=<%s>, relay=none, status=deferred (%s)", id.c_str(), r.address.c_str(), why.c_str());
-        d->deferred.push_back({r.address, "4.3.5", why});
+        d->deferred.push_back(status_record(r, "4.3.5", "delayed", why));
         continue;
       }
       request.recipients.push_back({r.address, r.orcpt, r.notify, int64_t(r.offset)});
@@ -302,6 +317,7 @@ class Qmgr {
   void apply(Delivery& d, const DeliveryReply& reply) {
     std::map<int64_t, const DeliveryResult*> by_offset;
     for (const auto& r : reply.results) by_offset[r.offset] = &r;
+    std::vector<StatusRecord> bounced;
     for (const auto& rcpt : d.sent) {
       auto it = by_offset.find(rcpt.offset);
       if (it == by_offset.end()) {
@@ -314,25 +330,38 @@ class Qmgr {
         if (!marked) {
           // Delivered but not recorded: it would be delivered again. Loud.
           log_error("%s: to=<%s>: cannot mark done: %s", d.id.c_str(), rcpt.address.c_str(), marked.error().c_str());
-          d.deferred.push_back({rcpt.address, "4.3.0", "queue file update failed"});
+          d.deferred.push_back(status_record(rcpt, "4.3.0", "delayed", "queue file update failed"));
           continue;
         }
         log_info("%s: to=<%s>, relay=%s, status=sent (%s %s)", d.id.c_str(), rcpt.address.c_str(),
                  local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
       } else if (r.status == kDeliveryBounce) {
-        log_warn("%s: to=<%s>, relay=%s, status=bounced (%s %s): no bounce service yet, would bounce", d.id.c_str(),
-                 rcpt.address.c_str(), local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
-        d.bounced.push_back({rcpt.address, r.dsn, r.text});
+        log_info("%s: to=<%s>, relay=%s, status=bounced (%s %s)", d.id.c_str(), rcpt.address.c_str(),
+                 local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
+        bounced.push_back(status_record(rcpt, r.dsn.empty() ? "5.0.0" : r.dsn, "failed", r.text));
       } else {
         defer(d, rcpt, r.dsn.empty() ? "4.3.0" : r.dsn, r.text);
       }
+    }
+    bounce_recipients(d.id, d.file->fd(), bounced);
+  }
+
+  // Records failed recipients in bounce/ID, durably, and only then marks them
+  // done: the notice is sent from that log, so a crash cannot lose it.  When the
+  // log cannot be written they stay undone and are tried again.
+  void bounce_recipients(const std::string& id, int fd, const std::vector<StatusRecord>& bounced) {
+    if (bounced.empty() || !append_log(spool_, "bounce", id, bounced, true)) return;
+    for (const StatusRecord& r : bounced) {
+      auto marked = mark_recipient_done(fd, uint64_t(r.offset));
+      if (!marked)
+        log_error("%s: to=<%s>: cannot mark done: %s", id.c_str(), r.recipient.c_str(), marked.error().c_str());
     }
   }
 
   void defer(Delivery& d, const DeliveryRecipient& rcpt, const std::string& dsn, const std::string& text) {
     log_info("%s: to=<%s>, relay=%s, status=deferred (%s %s)", d.id.c_str(), rcpt.address.c_str(),
              local_.name.c_str(), dsn.c_str(), text.c_str());
-    d.deferred.push_back({rcpt.address, dsn, text});
+    d.deferred.push_back(status_record(rcpt, dsn, "delayed", text));
   }
 
   void fail_all(Delivery& d, const std::string& why) {
@@ -355,17 +384,49 @@ class Qmgr {
     if (!scan_timer_.pending()) scan_timer_.start_once(std::chrono::milliseconds(0));
   }
 
+  // A message past maximal_queue_lifetime (bounce_queue_lifetime for mail from
+  // the null sender; 0: one attempt) has its undone recipients bounced with their
+  // last defer status and reason.
+  void expire(const std::string& id, const QueueFile& file) {
+    const QueueEnvelope& env = file.envelope();
+    int64_t lifetime = env.sender.empty() ? bounce_lifetime_ : queue_lifetime_;
+    if (::time(nullptr) - env.arrival_seconds < lifetime || env.undone_count() == 0) return;
+    std::map<int64_t, StatusRecord> last;
+    try {
+      for (StatusRecord& r : read_status_log(spool_, "defer", id)) last[r.offset] = std::move(r);
+    } catch (const SystemError& e) {
+      log_warn("%s: defer log: %s", id.c_str(), e.what());
+    }
+    std::vector<StatusRecord> expired;
+    for (const QueueRecipient& r : env.recipients) {
+      if (r.done) continue;
+      auto it = last.find(int64_t(r.offset));
+      std::string dsn = it != last.end() && !it->second.status.empty() ? it->second.status : "4.4.7";
+      std::string why = it != last.end() && !it->second.reason.empty() ? it->second.reason
+                                                                        : "message expired in the queue";
+      log_info("%s: to=<%s>, relay=none, status=expired, returned to sender (%s)", id.c_str(), r.address.c_str(),
+               why.c_str());
+      expired.push_back(status_record(r, dsn, "failed", why));
+    }
+    bounce_recipients(id, file.fd(), expired);
+  }
+
   void finish(std::unique_ptr<Delivery> d) {
     const std::string& id = d->id;
+    append_log(spool_, "defer", id, d->deferred, false);
     size_t undone = 0;
     if (d->file) {
       // Re-read the envelope: the agent marked what it delivered.
-      auto fresh = QueueFile::open(d->file->path(), O_RDONLY);
+      auto fresh = QueueFile::open(d->file->path(), O_RDWR);
+      if (fresh) expire(id, *fresh);
+      if (fresh) fresh = QueueFile::open(d->file->path(), O_RDONLY);
       undone = fresh ? fresh->envelope().undone_count() : d->file->envelope().undone_count();
     }
-    append_status_log(spool_, "defer", id, d->deferred);
-    append_status_log(spool_, "bounce", id, d->bounced);
-    if (d->file && undone == 0) {
+    d->file.reset();
+    // Failed recipients are reported before the message leaves active; until the
+    // notice is queued the message stays in the queue, even with nothing undone.
+    bool notice_pending = file_exists(status_log_path(spool_, "bounce", id)) && !ask_bounce(id, kNoticeFailure);
+    if (undone == 0 && !notice_pending) {
       std::string path = queue_file_path(spool_, QueueName::kActive, id);
       if (::unlink(path.c_str()) < 0) {
         log_error("%s: cannot remove %s: %m", id.c_str(), path.c_str());
@@ -380,21 +441,60 @@ class Qmgr {
       forget(id);
       return;
     }
-    d->file.reset();
-    retire(*d, !d->bounced.empty());
+    if (undone > 0) warn_of_delay(id);
+    retire(*d);
   }
 
-  // Moves a message that still has undone recipients out of active.
-  void retire(const Delivery& d, bool hold) {
-    const std::string& id = d.id;
-    if (hold) {
-      auto moved = move_queue_file(spool_, id, QueueName::kActive, QueueName::kHold);
-      if (moved) log_warn("%s: moved to hold: %s %s", id.c_str(), d.bounced.front().dsn.c_str(),
-                          d.bounced.front().text.c_str());
-      else log_error("%s: cannot move to hold: %s", id.c_str(), moved.error().c_str());
-      forget(id);
-      return;
+  // Asks the bounce service for a notice of this kind about active/ID; true once
+  // it is queued (or none was due).  A failure notice that was sent takes its
+  // log with it.  Waits for the answer: notices are rare, and the message may
+  // not leave active before it.
+  bool ask_bounce(const std::string& id, std::string_view kind) {
+    auto reply = [&]() -> Result<BounceReply> {
+      auto sock = connect_unix(spool_ + "/private/" + std::string(kBounceService), kConnectTimeout);
+      if (!sock) return sock.failure();
+      auto hello = read_hello(sock->get(), kBounceService, kBounceHelloTimeout);
+      if (!hello) return hello.failure();
+      auto sent = write_message(sock->get(), BounceRequest{std::string(kind), id, "active/" + id}, kBounceTimeout);
+      if (!sent) return sent.failure();
+      return read_message<BounceReply>(sock->get(), kBounceTimeout);
+    }();
+    if (!reply || reply->status != "ok") {
+      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.size()), kind.data(),
+               reply ? reply->reason.c_str() : ("bounce service: " + reply.error()).c_str());
+      return false;
     }
+    if (kind == kNoticeFailure) {
+      try {
+        remove_status_logs(spool_, id, {"bounce"});
+      } catch (const SystemError& e) {
+        log_warn("%s: %s", id.c_str(), e.what());
+      }
+    }
+    return true;
+  }
+
+  // Once per message: when it has waited delay_warning_time, the sender is told
+  // which recipients are still being retried.  That the warning was sent is
+  // recorded in defer/ID (docs/queue.md), fsynced, so it is never sent twice.
+  void warn_of_delay(const std::string& id) {
+    if (delay_warning_ <= 0) return;
+    auto file = QueueFile::open(queue_file_path(spool_, QueueName::kActive, id));
+    if (!file || file->envelope().sender.empty() ||
+        ::time(nullptr) - file->envelope().arrival_seconds < delay_warning_)
+      return;
+    try {
+      if (delay_warning_sent(spool_, id)) return;
+      if (ask_bounce(id, kNoticeDelay)) record_delay_warning(spool_, id);
+    } catch (const SystemError& e) {
+      log_warn("%s: delay warning: %s", id.c_str(), e.what());
+    }
+  }
+
+  // Moves a message that still has undone recipients (or an unsent notice) out
+  // of active to deferred, due again after the back-off.
+  void retire(const Delivery& d) {
+    const std::string& id = d.id;
     std::string path = queue_file_path(spool_, QueueName::kActive, id);
     time_t now = ::time(nullptr);
     int64_t age = 0;
@@ -422,6 +522,9 @@ class Qmgr {
   Transport local_;
   int64_t min_backoff_;
   int64_t max_backoff_;
+  int64_t queue_lifetime_;
+  int64_t bounce_lifetime_;
+  int64_t delay_warning_;
   std::set<std::string> mydestination_;
   Timer scan_timer_;
   Timer deferred_timer_;

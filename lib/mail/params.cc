@@ -46,6 +46,8 @@ std::string networks_by_style(const Config& config) {
 
 // Sorted by name so lookups can bisect; a unit test keeps it sorted and documented.
 constexpr ParamSpec kParams[] = {
+    {"2bounce_notice_recipient", T::kString, "postmaster",
+     "Who receives a bounce that could not be delivered (a double bounce)."},
     {"access_map_defer_code", T::kInt, "450",
      "The reply code of DEFER in an smtpd access table.", 400, 499},
     {"access_map_reject_code", T::kInt, "554",
@@ -65,6 +67,8 @@ constexpr ParamSpec kParams[] = {
      "Who receives notices of mail that bounced (when notify_classes includes bounce)."},
     {"bounce_queue_lifetime", T::kTime, "5d",
      "How long a bounce message may stay queued before it is given up.", 0, kNoMax, 'd'},
+    {"bounce_size_limit", T::kSize, "50000",
+     "The most bytes of the original message a delivery status notice returns.", 0},
     {"command_directory", T::kString, "/usr/sbin", "Where the administrative commands live."},
     {"command_time_limit", T::kTime, "1000s",
      "How long a delivery to a command may run before it is killed.", 1},
