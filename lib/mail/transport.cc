@@ -71,9 +71,19 @@ std::vector<std::string> transport_keys(std::string_view address, std::string_vi
   return keys;
 }
 
+// The configuration the domain classes are read from, without the recipient
+// tables: routing needs only the lists of domains, and must not depend on (or
+// open) local_recipient_maps or relay_recipient_maps.
+Config domains_only(const Config& config) {
+  Config copy = config;
+  copy.set("local_recipient_maps", "", "transport.cc", 0);
+  copy.set("relay_recipient_maps", "", "transport.cc", 0);
+  return copy;
+}
+
 struct Router::Impl {
   explicit Impl(const Config& config)
-      : classes(config),
+      : classes(domains_only(config)),
         transport_maps(config.str("transport_maps")),
         delimiters(config.str("recipient_delimiter")),
         local(parse_route(config.str("local_transport"))),
