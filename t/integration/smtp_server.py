@@ -10,7 +10,7 @@ import threading
 class SmtpServer:
     def __init__(self, host="127.0.0.1", port=0, name="mx.example.test", extensions=None, greeting=None,
                  rcpt=None, mail_reply="250 2.1.0 Ok", data_reply="354 End data with <CR><LF>.<CR><LF>",
-                 end_reply="250 2.0.0 Ok: queued", drop_at=None, stall=0, tls_cert=None):
+                 end_reply="250 2.0.0 Ok: queued", drop_at=None, stall=0, tls_cert=None, auth=None):
         self.name = name
         self.extensions = ["PIPELINING", "SIZE 10240000", "8BITMIME", "DSN", "SMTPUTF8"] \
             if extensions is None else extensions
@@ -18,6 +18,9 @@ class SmtpServer:
         self.rcpt = rcpt or (lambda address: "250 2.1.5 Ok")
         self.mail_reply, self.data_reply, self.end_reply = mail_reply, data_reply, end_reply
         self.drop_at, self.stall = drop_at, stall
+        self.auth = auth  # the "AUTH PLAIN <base64>" line to accept; AUTH is offered when set
+        if auth:
+            self.extensions = self.extensions + ["AUTH PLAIN LOGIN"]
         self.tls = None
         if tls_cert:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -92,6 +95,9 @@ class SmtpServer:
                 send("220 2.0.0 Ready to start TLS")
                 conn = self.tls.wrap_socket(conn, server_side=True)
                 f = conn.makefile("rb")
+            elif verb == "AUTH" and self.auth:
+                send("235 2.7.0 Authentication successful" if line == self.auth
+                     else "535 5.7.8 Error: authentication failed")
             elif verb == "MAIL":
                 send(self.mail_reply)
                 if self.mail_reply.startswith("2"):

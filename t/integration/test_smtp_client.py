@@ -6,6 +6,7 @@ all MX hosts down then up, NXDOMAIN, null MX and DNS failure, remote 5xx quoted 
 the bounce log, partial acceptance retried only for the rest, dropped and stalled
 connections, STARTTLS required but missing, certificate checks, and a cached
 connection reused for the next message."""
+import base64
 import json
 import os
 import shutil
@@ -370,3 +371,67 @@ def test_verify_without_a_ca_file_refuses_to_start(servers, sites):
     assert wait_for(lambda: "needs smtp_tls_CAfile or smtp_tls_CApath" in site.inst.log(), 20), site.inst.log()
     time.sleep(1)
     assert site.queued() == 1  # kept, not bounced
+
+
+def test_backup_mx_only_passes_mail_to_better_hosts(servers, sites):
+    port = free_port()
+    zone = {"backup.example": {"MX": [[10, "primary.backup.example"], [20, "us.backup.example"],
+                                      [30, "worse.backup.example"]]},
+            "primary.backup.example": {"A": ["127.0.0.2"]},
+            "us.backup.example": {"A": ["127.0.0.1"]},  # inet_interfaces: ourselves
+            "worse.backup.example": {"A": ["127.0.0.3"]}}
+    worse = servers(3, port=port, name="worse.backup.example")
+    site = sites(port, zone=zone, main_cf_extra="relay_domains = backup.example\n")
+    site.send("a@backup.example")
+    assert wait_for(lambda: "connect to primary.backup.example[127.0.0.2]" in site.defer_logs(), 20), \
+        site.inst.log()
+    assert "loops back" not in site.inst.log()
+    primary = servers(2, port=port, name="primary.backup.example")
+    assert wait_for(lambda: primary.messages and site.queued() == 0, 30), site.inst.log()
+    assert worse.connections == 0
+
+
+def test_transport_maps_nexthop_with_a_port(servers, sites):
+    mx = servers(2)
+    site = sites(1, main_cf_extra="transport_maps = inline:{{example.org = smtp:[127.0.0.2]:%d}}\n" % mx.port)
+    site.send("a@example.org")
+    assert wait_for(lambda: mx.messages and site.queued() == 0, 20), site.inst.log()
+
+
+def test_sasl_authenticates_to_the_relayhost(servers, sites):
+    token = base64.b64encode(b"\0relayuser\0s3cret").decode()
+    mx = servers(2, auth="AUTH PLAIN " + token)
+    site = sites(mx.port, main_cf_extra="relayhost = [127.0.0.2]\nsmtp_sasl_auth_enable = yes\n"
+                 "smtp_sasl_password_maps = inline:{{[127.0.0.2]:%d = relayuser:s3cret}}\n" % mx.port)
+    site.send("a@example.net")
+    assert wait_for(lambda: mx.messages and site.queued() == 0, 20), site.inst.log()
+    assert "AUTH PLAIN " + token in mx.commands
+
+
+def test_sasl_refused_defers(servers, sites):
+    mx = servers(2, auth="AUTH PLAIN nothing-matches")
+    site = sites(mx.port, main_cf_extra="relayhost = [127.0.0.2]\nsmtp_sasl_auth_enable = yes\n"
+                 "smtp_sasl_password_maps = inline:{{[127.0.0.2]:%d = relayuser:wrong}}\n" % mx.port)
+    site.send("a@example.net")
+    assert wait_for(lambda: "SASL authentication failed; server 127.0.0.2[127.0.0.2] said: 535" in
+                    site.defer_logs(), 20), site.inst.log()
+    assert not mx.messages
+
+
+def test_5xx_at_end_of_data_bounces_the_accepted_recipients(servers, sites):
+    mx = servers(2, end_reply="554 5.7.1 message content rejected")
+    site = sites(mx.port, main_cf_extra="relayhost = [127.0.0.2]\n")
+    site.send("a@example.net", "b@example.net")
+    assert wait_for(lambda: site.bounce_logs().count("(in reply to end of DATA command)") == 2, 20), \
+        site.inst.log()
+    assert "554 5.7.1 message content rejected" in site.bounce_logs()
+
+
+def test_message_over_the_servers_size_limit_bounces(servers, sites):
+    mx = servers(2, extensions=["PIPELINING", "SIZE 100"])
+    site = sites(mx.port, main_cf_extra="relayhost = [127.0.0.2]\n")
+    site.send("a@example.net", body="Subject: big\n\n" + "x" * 500 + "\n")
+    assert wait_for(lambda: "exceeds size limit 100 of server 127.0.0.2[127.0.0.2]" in site.bounce_logs(), 20), \
+        site.inst.log()
+    assert "status=5.3.4" in site.bounce_logs()
+    assert not any(c.startswith("MAIL") for c in mx.commands)
