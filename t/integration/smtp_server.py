@@ -29,11 +29,11 @@ class SmtpServer:
         self.connections = 0
         self.messages = []   # (mail line, [rcpt lines], data) of each accepted message
         self.commands = []   # every command line, in order
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.sock.listen(16)
-        self.host, self.port = self.sock.getsockname()
+        self.host, self.port = self.sock.getsockname()[:2]
         self.lock = threading.Lock()
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()

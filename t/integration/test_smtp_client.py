@@ -101,9 +101,10 @@ def servers():
     """Starts SmtpServers on 127.0.0.N, all on the first one's port; closes them after."""
     made = []
 
-    def make(last_octet, **kwargs):
+    def make(address, **kwargs):
+        """address: the last octet of 127.0.0.N, or an IPv6 address."""
         kwargs.setdefault("port", made[0].port if made else 0)
-        s = SmtpServer(host="127.0.0.%d" % last_octet, **kwargs)
+        s = SmtpServer(host=address if isinstance(address, str) else "127.0.0.%d" % address, **kwargs)
         made.append(s)
         return s
 
@@ -435,3 +436,29 @@ def test_message_over_the_servers_size_limit_bounces(servers, sites):
         site.inst.log()
     assert "status=5.3.4" in site.bounce_logs()
     assert not any(c.startswith("MAIL") for c in mx.commands)
+
+
+def test_equal_preferences_share_the_load(servers, sites):
+    mx1 = servers(2, name="mx1.example.net")
+    mx2 = servers(3, name="mx2.example.net")
+    zone = {"example.net": {"MX": [[10, "mx1.example.net"], [10, "mx2.example.net"]]},
+            "mx1.example.net": {"A": ["127.0.0.2"]}, "mx2.example.net": {"A": ["127.0.0.3"]}}
+    site = sites(mx1.port, zone=zone, main_cf_extra="smtp_connection_cache_time_limit = 0\n")
+    for i in range(16):
+        site.send("u%d@example.net" % i)
+    assert wait_for(lambda: len(mx1.messages) + len(mx2.messages) == 16 and site.queued() == 0, 30), \
+        site.inst.log()
+    assert mx1.messages and mx2.messages  # random order among equals (all on one: p = 2^-15)
+
+
+def test_ipv6_mx_behind_a_cname_and_implicit_mx(servers, sites):
+    v6 = servers("::1", name="v6.example.net")
+    zone = {"example.net": {"MX": [[10, "alias.example.net"]]},
+            "alias.example.net": {"CNAME": "v6.example.net"},
+            "v6.example.net": {"AAAA": ["::1"]},
+            "nomx.example": {"A": ["127.0.0.9"], "AAAA": ["::1"]}}  # no MX: its own addresses
+    site = sites(v6.port, zone=zone)
+    site.send("a@example.net", "b@nomx.example")
+    assert wait_for(lambda: len(v6.messages) == 2 and site.queued() == 0, 30), site.inst.log()
+    assert "relay=v6.example.net[::1]:%d" % v6.port in site.inst.log() or \
+        "relay=alias.example.net[::1]:%d" % v6.port in site.inst.log()
