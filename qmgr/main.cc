@@ -47,9 +47,13 @@
 // service sends the sender one "delayed" notice from defer/ID; that it was sent
 // is recorded in defer/ID (docs/queue.md), so it is sent once.
 //
-// First cut: at most kMaxInFlight messages in delivery at once, over all transports,
-// the requests of one message one after another, and messages are handled in
-// arrival order; no per-destination concurrency; the
+// Concurrency: at most kMaxInFlight messages in delivery (or waiting for a
+// destination) at once, over all transports; at most
+// smtp_destination_concurrency_limit requests at once to one smtp nexthop and
+// default_destination_concurrency_limit to one nexthop of any other transport (a
+// request over the limit waits for one to that destination to end).
+// First cut: the requests of one message go one after another, messages are
+// handled in arrival order, the limits are fixed (no slow start); the
 // wait for the bounce service blocks the queue manager meanwhile.
 //
 // Log: "QUEUEID: to=<rcpt>, relay=local, status=sent|deferred|bounced (dsn text)",
@@ -122,6 +126,8 @@ class Qmgr {
       : loop_(loop),
         spool_(config.str("queue_directory")),
         router_(config),
+        smtp_concurrency_(int(config.integer("smtp_destination_concurrency_limit"))),
+        default_concurrency_(int(config.integer("default_destination_concurrency_limit"))),
         min_backoff_(config.seconds("minimal_backoff_time")),
         max_backoff_(config.seconds("maximal_backoff_time")),
         queue_lifetime_(config.seconds("maximal_queue_lifetime")),
@@ -156,6 +162,7 @@ class Qmgr {
     std::unique_ptr<QueueFile> file;
     std::deque<RouteGroup> groups;  // still to send, after the one in flight
     std::string transport;          // of the request in flight
+    std::string destination;        // transport and nexthop of the request in flight
     std::vector<DeliveryRecipient> sent;
     std::vector<StatusRecord> deferred;
     bool hello_seen = false;
@@ -205,7 +212,7 @@ class Qmgr {
   }
 
   void pump() {
-    while (in_flight_.size() < kMaxInFlight && !todo_.empty()) {
+    while (in_flight_.size() + waiting_count_ < kMaxInFlight && !todo_.empty()) {
       std::string id = todo_.front();
       todo_.pop_front();
       begin(id);
@@ -264,6 +271,13 @@ class Qmgr {
   // Sends the message's next group to its transport, or finishes the message when none is left.
   void start_next(std::unique_ptr<Delivery> d) {
     while (!d->groups.empty()) {
+      std::string destination = d->groups.front().route.transport + ":" + d->groups.front().route.nexthop;
+      int limit = d->groups.front().route.transport == "smtp" ? smtp_concurrency_ : default_concurrency_;
+      if (active_by_destination_[destination] >= limit) {
+        waiting_by_destination_[destination].push_back(std::move(d));
+        ++waiting_count_;
+        return;
+      }
       RouteGroup group = std::move(d->groups.front());
       d->groups.pop_front();
       const QueueEnvelope& env = d->file->envelope();
@@ -283,6 +297,8 @@ class Qmgr {
         fail_all(*d, "connect to " + d->transport + ": " + sock.error());
         continue;
       }
+      d->destination = destination;
+      ++active_by_destination_[destination];
       Delivery* raw = d.get();
       FrameOptions options;
       options.read_timeout = kAgentTimeout;
@@ -387,6 +403,8 @@ class Qmgr {
     if (it == in_flight_.end()) return;
     std::unique_ptr<Delivery> d = std::move(it->second);
     in_flight_.erase(it);
+    release_destination(d->destination);
+    d->destination.clear();
     if (!d->groups.empty()) {
       start_next(std::move(d));
       trigger_pump();
@@ -396,6 +414,19 @@ class Qmgr {
     // Not pump() from inside a connection callback directly: the next messages
     // start on the next loop turn.
     trigger_pump();
+  }
+
+  // One request to destination ended: the next one waiting for it may start.
+  void release_destination(const std::string& destination) {
+    auto active = active_by_destination_.find(destination);
+    if (active != active_by_destination_.end() && --active->second <= 0) active_by_destination_.erase(active);
+    auto waiting = waiting_by_destination_.find(destination);
+    if (waiting == waiting_by_destination_.end()) return;
+    std::unique_ptr<Delivery> next = std::move(waiting->second.front());
+    waiting->second.pop_front();
+    if (waiting->second.empty()) waiting_by_destination_.erase(waiting);
+    --waiting_count_;
+    start_next(std::move(next));
   }
 
   void trigger_pump() {
@@ -538,6 +569,8 @@ class Qmgr {
   EventLoop& loop_;
   std::string spool_;
   Router router_;
+  int smtp_concurrency_;     // smtp_destination_concurrency_limit
+  int default_concurrency_;  // default_destination_concurrency_limit
   int64_t min_backoff_;
   int64_t max_backoff_;
   int64_t queue_lifetime_;
@@ -549,6 +582,10 @@ class Qmgr {
   std::set<std::string> in_active_;
   std::map<std::string, int> attempts_;
   std::map<Delivery*, std::unique_ptr<Delivery>> in_flight_;
+  // Per-destination concurrency: requests in flight and messages waiting, by "transport:nexthop".
+  std::map<std::string, int> active_by_destination_;
+  std::map<std::string, std::deque<std::unique_ptr<Delivery>>> waiting_by_destination_;
+  size_t waiting_count_ = 0;
 };
 
 int run(int argc, char** argv) {

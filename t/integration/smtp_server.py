@@ -10,14 +10,16 @@ import threading
 class SmtpServer:
     def __init__(self, host="127.0.0.1", port=0, name="mx.example.test", extensions=None, greeting=None,
                  rcpt=None, mail_reply="250 2.1.0 Ok", data_reply="354 End data with <CR><LF>.<CR><LF>",
-                 end_reply="250 2.0.0 Ok: queued", drop_at=None, stall=0, tls_cert=None, auth=None):
+                 end_reply="250 2.0.0 Ok: queued", drop_at=None, stall=0, tls_cert=None, auth=None,
+                 end_delay=0):
         self.name = name
         self.extensions = ["PIPELINING", "SIZE 10240000", "8BITMIME", "DSN", "SMTPUTF8"] \
             if extensions is None else extensions
         self.greeting = greeting or "220 %s ESMTP test" % name
         self.rcpt = rcpt or (lambda address: "250 2.1.5 Ok")
         self.mail_reply, self.data_reply, self.end_reply = mail_reply, data_reply, end_reply
-        self.drop_at, self.stall = drop_at, stall
+        self.drop_at, self.stall, self.end_delay = drop_at, stall, end_delay
+        self.active = self.max_active = 0  # sessions open at once, and the most seen
         self.auth = auth  # the "AUTH PLAIN <base64>" line to accept; AUTH is offered when set
         if auth:
             self.extensions = self.extensions + ["AUTH PLAIN LOGIN"]
@@ -53,12 +55,17 @@ class SmtpServer:
             threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _session(self, conn):
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
         try:
             self._converse(conn)
         except (OSError, ssl.SSLError, ValueError):
             pass
         finally:
             conn.close()
+            with self.lock:
+                self.active -= 1
 
     def _converse(self, conn):
         if self.stall:
@@ -128,6 +135,8 @@ class SmtpServer:
                     data.append(raw)
                 if self.drop_at == "end":
                     return
+                if self.end_delay:
+                    threading.Event().wait(self.end_delay)
                 send(self.end_reply)
                 if self.end_reply.startswith("2"):
                     with self.lock:

@@ -462,3 +462,17 @@ def test_ipv6_mx_behind_a_cname_and_implicit_mx(servers, sites):
     assert wait_for(lambda: len(v6.messages) == 2 and site.queued() == 0, 30), site.inst.log()
     assert "relay=v6.example.net[::1]:%d" % v6.port in site.inst.log() or \
         "relay=alias.example.net[::1]:%d" % v6.port in site.inst.log()
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_destination_concurrency_limit(servers, sites, limit):
+    mx = servers(2, end_delay=0.5)
+    site = sites(mx.port, main_cf_extra="relayhost = [127.0.0.2]\nsmtp_connection_cache_time_limit = 0\n"
+                 "smtp_destination_concurrency_limit = %d\n" % limit)
+    for i in range(6):
+        site.send("u%d@example.net" % i)
+    assert wait_for(lambda: len(mx.messages) == 6 and site.queued() == 0, 30), site.inst.log()
+    if limit == 1:
+        assert mx.max_active == 1
+    else:
+        assert 1 < mx.max_active <= limit  # shows the test can see more than one at once
