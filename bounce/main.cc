@@ -6,7 +6,10 @@
 //   failure  the recipients in bounce/ID failed for good: the sender gets a
 //            non-delivery notice ("Undelivered Mail Returned to Sender");
 //   delay    the recipients in defer/ID are still being retried: the sender gets
-//            a delay warning ("Delayed Mail (still being retried)").
+//            a delay warning ("Delayed Mail (still being retried)");
+//   success  the recipients in trace/ID, which asked for it with DSN
+//            NOTIFY=SUCCESS, were delivered: the sender gets a "Successful Mail
+//            Delivery Report" (Action: delivered) with the original's header.
 // bounce reads the queue file and the log, composes an RFC 3464
 // multipart/report (lib/mail/dsn_notice.h: DSN NOTIFY and RET, bounce_size_limit)
 // and submits it through cleanup from the null sender.  A notice about mail from
@@ -18,7 +21,8 @@
 //
 // Log: "QUEUEID: sender non-delivery notification: NEWID",
 // "QUEUEID: postmaster non-delivery notification: NEWID",
-// "QUEUEID: sender delay notification: NEWID", or why no notice was sent.
+// "QUEUEID: sender delay notification: NEWID",
+// "QUEUEID: sender delivery status notification: NEWID", or why no notice was sent.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,7 +59,7 @@ std::vector<StatusRecord> latest_records(const std::vector<StatusRecord>& record
     if (!r.done) undone.insert(int64_t(r.offset));
   std::vector<StatusRecord> out;
   for (const auto& [offset, r] : latest)
-    if (kind == NoticeKind::kFailure || undone.count(offset)) out.push_back(r);
+    if (kind != NoticeKind::kDelay || undone.count(offset)) out.push_back(r);
   return out;
 }
 
@@ -65,17 +69,16 @@ BounceReply handle(const BounceRequest& request, const Config& config) {
   const std::string& id = request.queue_id;
   if (!is_valid_queue_id(id) || request.queue_path != "active/" + id)
     return temp("bad request: queue_id '" + id + "', queue_path '" + request.queue_path + "'");
-  NoticeKind kind;
-  if (request.kind == kNoticeFailure) kind = NoticeKind::kFailure;
-  else if (request.kind == kNoticeDelay) kind = NoticeKind::kDelay;
-  else return temp("bad request: kind '" + request.kind + "'");
+  const NoticeKindInfo* info = notice_kind_named(request.kind);
+  if (!info) return temp("bad request: kind '" + request.kind + "'");
+  NoticeKind kind = info->kind;
 
   std::string spool = config.str("queue_directory");
   auto file = QueueFile::open(spool + "/" + request.queue_path);
   if (!file) return temp(request.queue_path + ": " + file.error());
   std::vector<StatusRecord> records;
   try {
-    records = read_status_log(spool, kind == NoticeKind::kFailure ? "bounce" : "defer", id);
+    records = read_status_log(spool, info->log_folder, id);
   } catch (const SystemError& e) {
     return temp(e.what());
   }
@@ -90,13 +93,13 @@ BounceReply handle(const BounceRequest& request, const Config& config) {
   }
   if (!outcome) return temp(outcome.error());
   if (outcome->notice_id.empty()) {
-    log_info("%s: %s: no %s notice sent", id.c_str(), outcome->why_none.c_str(),
-             kind == NoticeKind::kFailure ? "non-delivery" : "delay");
+    log_info("%s: %s: no %.*s notice sent", id.c_str(), outcome->why_none.c_str(), int(info->log_name.size()),
+             info->log_name.data());
     return BounceReply{"ok", "", outcome->why_none};
   }
   const char* whom = file->envelope().sender.empty() ? "postmaster" : "sender";
-  log_info("%s: %s %s notification: %s", id.c_str(), whom,
-           kind == NoticeKind::kFailure ? "non-delivery" : "delay", outcome->notice_id.c_str());
+  log_info("%s: %s %.*s notification: %s", id.c_str(), whom, int(info->log_name.size()), info->log_name.data(),
+           outcome->notice_id.c_str());
   return BounceReply{"ok", outcome->notice_id, ""};
 }
 

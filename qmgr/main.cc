@@ -31,21 +31,24 @@
 // recipients bounced with their last defer status and reason
 // ("status=expired, returned to sender"), as Postfix does.
 //
-// Before a message leaves active, if bounce/ID exists, qmgr asks the bounce
-// service (private/bounce, lib/mail/bounce_protocol.h) for the non-delivery
-// notice and waits for its answer (at most 10s for bounce's Hello, 120s for the
-// notice); on "ok" the bounce log is removed.  Then: no recipient left undone
-// and no notice pending -> the file and its status logs are removed; otherwise
-// -> deferred, with its mtime set to now + backoff, where backoff is the age of
-// the message bounded by minimal_backoff_time and maximal_backoff_time (Postfix's
+// A recipient delivered with DSN NOTIFY=SUCCESS gets a block in trace/ID.
+// Before a message leaves active, if bounce/ID (or trace/ID) exists, qmgr asks
+// the bounce service (private/bounce, lib/mail/bounce_protocol.h) for the
+// non-delivery (or success) notice, without blocking: the message stays in
+// active, counted as one of the deliveries in flight, until bounce answers (at
+// most 120s); on "ok" that log is removed.  Then: no recipient left undone and
+// no notice pending -> the file and its status logs are removed; otherwise ->
+// deferred, with its mtime set to now + backoff, where backoff is the age of the
+// message bounded by minimal_backoff_time and maximal_backoff_time (Postfix's
 // rule: the interval roughly doubles with each attempt).  A message whose notice
 // could not be sent waits in deferred with every recipient done and its bounce
 // log kept; the next queue run asks again.
 //
 // Delay warnings: when delay_warning_time is not 0 and a message from an
-// ordinary sender goes back to deferred after waiting that long, the bounce
-// service sends the sender one "delayed" notice from defer/ID; that it was sent
-// is recorded in defer/ID (docs/queue.md), so it is sent once.
+// ordinary sender with undone recipients has waited that long, the bounce
+// service sends the sender one "delayed" notice from defer/ID (asked for the same
+// way); that it was sent is recorded in defer/ID (docs/queue.md), so it is sent
+// once.
 //
 // Concurrency: at most kMaxInFlight messages in delivery (or waiting for a
 // destination) at once, over all transports; at most
@@ -53,8 +56,7 @@
 // default_destination_concurrency_limit to one nexthop of any other transport (a
 // request over the limit waits for one to that destination to end).
 // First cut: the requests of one message go one after another, messages are
-// handled in arrival order, the limits are fixed (no slow start); the
-// wait for the bounce service blocks the queue manager meanwhile.
+// handled in arrival order, the limits are fixed (no slow start).
 //
 // Log: "QUEUEID: to=<rcpt>, relay=local, status=sent|deferred|bounced (dsn text)",
 // "QUEUEID: to=<rcpt>, relay=none, status=expired, returned to sender (reason)",
@@ -78,6 +80,7 @@
 #include "mail/bounce_protocol.h"
 #include "mail/daemon.h"
 #include "mail/delivery_protocol.h"
+#include "mail/dsn_notice.h"
 #include "mail/queue_file.h"
 #include "mail/queue_tools.h"
 #include "mail/spool.h"
@@ -98,9 +101,8 @@ constexpr Timeout kConnectTimeout = std::chrono::seconds(2);
 // a local delivery may wait for a mailbox lock).
 constexpr std::chrono::seconds kAgentTimeout{600};
 
-// A bounce process answers Hello at once; the notice itself waits for cleanup.
-constexpr Timeout kBounceHelloTimeout = std::chrono::seconds(10);
-constexpr Timeout kBounceTimeout = std::chrono::seconds(120);
+// How long the bounce service may take for one notice (it waits for cleanup).
+constexpr std::chrono::seconds kBounceTimeout{120};
 
 // Appends to a status log; a failure is logged and reported.
 bool append_log(const std::string& spool, std::string_view folder, const std::string& id,
@@ -167,6 +169,10 @@ class Qmgr {
     std::vector<StatusRecord> deferred;
     bool hello_seen = false;
     std::unique_ptr<FramedConnection> conn;
+    // After the delivery: what is left, and the notices still to ask for.
+    size_t undone = 0;
+    std::vector<const NoticeKindInfo*> notices;
+    bool notice_pending = false;  // a failure or success notice could not be sent
   };
 
   void scan_incoming() {
@@ -346,7 +352,7 @@ class Qmgr {
   void apply(Delivery& d, const DeliveryReply& reply) {
     std::map<int64_t, const DeliveryResult*> by_offset;
     for (const auto& r : reply.results) by_offset[r.offset] = &r;
-    std::vector<StatusRecord> bounced;
+    std::vector<StatusRecord> bounced, delivered;
     for (const auto& rcpt : d.sent) {
       auto it = by_offset.find(rcpt.offset);
       if (it == by_offset.end()) {
@@ -364,6 +370,7 @@ class Qmgr {
         }
         log_info("%s: to=<%s>, relay=%s, status=sent (%s %s)", d.id.c_str(), rcpt.address.c_str(),
                  d.transport.c_str(), r.dsn.c_str(), r.text.c_str());
+        if (rcpt.notify & kNotifySuccess) delivered.push_back(status_record(rcpt, r.dsn, "delivered", r.text));
       } else if (r.status == kDeliveryBounce) {
         log_info("%s: to=<%s>, relay=%s, status=bounced (%s %s)", d.id.c_str(), rcpt.address.c_str(),
                  d.transport.c_str(), r.dsn.c_str(), r.text.c_str());
@@ -373,6 +380,7 @@ class Qmgr {
       }
     }
     bounce_recipients(d.id, d.file->fd(), bounced);
+    append_log(spool_, "trace", d.id, delivered, false);  // for the success notice
   }
 
   // Records failed recipients in bounce/ID, durably, and only then marks them
@@ -463,80 +471,138 @@ class Qmgr {
   void finish(std::unique_ptr<Delivery> d) {
     const std::string& id = d->id;
     append_log(spool_, "defer", id, d->deferred, false);
-    size_t undone = 0;
     if (d->file) {
       // Re-read the envelope: the agent marked what it delivered.
       auto fresh = QueueFile::open(d->file->path(), O_RDWR);
       if (fresh) expire(id, *fresh);
       if (fresh) fresh = QueueFile::open(d->file->path(), O_RDONLY);
-      undone = fresh ? fresh->envelope().undone_count() : d->file->envelope().undone_count();
+      d->undone = fresh ? fresh->envelope().undone_count() : d->file->envelope().undone_count();
+      d->file.reset();
     }
-    d->file.reset();
-    // Failed recipients are reported before the message leaves active; until the
-    // notice is queued the message stays in the queue, even with nothing undone.
-    bool notice_pending = file_exists(status_log_path(spool_, "bounce", id)) && !ask_bounce(id, kNoticeFailure);
-    if (undone == 0 && !notice_pending) {
-      std::string path = queue_file_path(spool_, QueueName::kActive, id);
-      if (::unlink(path.c_str()) < 0) {
-        log_error("%s: cannot remove %s: %m", id.c_str(), path.c_str());
-      } else {
-        try {
-          remove_status_logs(spool_, id);
-        } catch (const SystemError& e) {
-          log_warn("%s: %s", id.c_str(), e.what());
-        }
-        log_info("%s: removed", id.c_str());
-      }
-      forget(id);
-      return;
+    // Failed (and successful, NOTIFY=SUCCESS) recipients are reported before the
+    // message leaves active; until the notice is queued the message stays in the
+    // queue, even with nothing undone.
+    for (NoticeKind kind : {NoticeKind::kFailure, NoticeKind::kSuccess}) {
+      const NoticeKindInfo& info = notice_kind_info(kind);
+      if (file_exists(status_log_path(spool_, info.log_folder, id))) d->notices.push_back(&info);
     }
-    if (undone > 0) warn_of_delay(id);
-    retire(*d);
+    if (d->undone > 0 && delay_warning_due(id)) d->notices.push_back(&notice_kind_info(NoticeKind::kDelay));
+    next_notice(std::move(d));
   }
 
-  // Asks the bounce service for a notice of this kind about active/ID; true once
-  // it is queued (or none was due).  A failure notice that was sent takes its
-  // log with it.  Waits for the answer: notices are rare, and the message may
-  // not leave active before it.
-  bool ask_bounce(const std::string& id, std::string_view kind) {
-    auto reply = [&]() -> Result<BounceReply> {
-      auto sock = connect_unix(spool_ + "/private/" + std::string(kBounceService), kConnectTimeout);
-      if (!sock) return sock.failure();
-      auto hello = read_hello(sock->get(), kBounceService, kBounceHelloTimeout);
-      if (!hello) return hello.failure();
-      auto sent = write_message(sock->get(), BounceRequest{std::string(kind), id, "active/" + id}, kBounceTimeout);
-      if (!sent) return sent.failure();
-      return read_message<BounceReply>(sock->get(), kBounceTimeout);
-    }();
-    if (!reply || reply->status != "ok") {
-      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.size()), kind.data(),
-               reply ? reply->reason.c_str() : ("bounce service: " + reply.error()).c_str());
-      return false;
+  // Asks the bounce service (private/bounce) for the next notice the message
+  // needs, without waiting: the answer comes to notice_done().  With none left,
+  // the message leaves active.
+  void next_notice(std::unique_ptr<Delivery> d) {
+    if (d->notices.empty()) {
+      leave_active(*d);
+      return;
     }
-    if (kind == kNoticeFailure) {
+    const NoticeKindInfo& kind = *d->notices.front();
+    d->notices.erase(d->notices.begin());
+    auto sock = connect_unix(spool_ + "/private/" + std::string(kBounceService), kConnectTimeout);
+    if (!sock) {
+      notice_failed(*d, kind, "bounce service: " + sock.error());
+      next_notice(std::move(d));
+      return;
+    }
+    Delivery* raw = d.get();
+    raw->hello_seen = false;
+    FrameOptions options;
+    options.read_timeout = kBounceTimeout;
+    options.write_timeout = kBounceTimeout;
+    BounceRequest request{std::string(kind.request), raw->id, "active/" + raw->id};
+    raw->conn = std::make_unique<FramedConnection>(
+        loop_, std::move(*sock), options,
+        [this, raw, &kind, request](std::string payload) { on_bounce_frame(*raw, kind, request, payload); },
+        [this, raw, &kind](FramedConnection::Error, const std::string& reason) {
+          notice_done(raw, kind, fail("bounce service: " + reason));
+        });
+    in_flight_[raw] = std::move(d);
+  }
+
+  void on_bounce_frame(Delivery& d, const NoticeKindInfo& kind, const BounceRequest& request,
+                       const std::string& payload) {
+    if (!d.hello_seen) {
+      auto hello = decode<Hello>(payload);
+      Result<void> ok = hello ? check_hello(*hello, kBounceService) : Result<void>(hello.failure());
+      if (ok) ok = d.conn->send_message(request);
+      if (!ok) {
+        notice_done(&d, kind, fail("bounce service: " + ok.error()));
+        return;
+      }
+      d.hello_seen = true;
+      return;
+    }
+    auto reply = decode<BounceReply>(payload);
+    notice_done(&d, kind, reply ? reply : Result<BounceReply>(fail("bounce service: " + reply.error())));
+  }
+
+  // The bounce service answered (or failed).  A failure or success notice that
+  // was sent takes its log with it; a delay warning is recorded in defer/ID.
+  // Called from the connection's own callbacks: the connection is destroyed here.
+  void notice_done(Delivery* raw, const NoticeKindInfo& kind, const Result<BounceReply>& reply) {
+    auto it = in_flight_.find(raw);
+    if (it == in_flight_.end()) return;
+    std::unique_ptr<Delivery> d = std::move(it->second);
+    in_flight_.erase(it);
+    const std::string& id = d->id;
+    if (!reply || reply->status != "ok") {
+      notice_failed(*d, kind, reply ? reply->reason : reply.error());
+    } else {
       try {
-        remove_status_logs(spool_, id, {"bounce"});
+        if (kind.kind == NoticeKind::kDelay) record_delay_warning(spool_, id);
+        else remove_status_logs(spool_, id, {kind.log_folder});
       } catch (const SystemError& e) {
         log_warn("%s: %s", id.c_str(), e.what());
       }
     }
-    return true;
+    next_notice(std::move(d));
+    trigger_pump();
+  }
+
+  void notice_failed(Delivery& d, const NoticeKindInfo& kind, const std::string& why) {
+    log_warn("%s: %.*s notice not sent, will try again: %s", d.id.c_str(), int(kind.request.size()),
+             kind.request.data(), why.c_str());
+    if (kind.kind != NoticeKind::kDelay) d.notice_pending = true;
+  }
+
+  // No recipient left undone and no notice pending: the file and its status logs
+  // are removed.  Otherwise the message goes to deferred.
+  void leave_active(const Delivery& d) {
+    const std::string& id = d.id;
+    if (d.undone > 0 || d.notice_pending) {
+      retire(d);
+      return;
+    }
+    std::string path = queue_file_path(spool_, QueueName::kActive, id);
+    if (::unlink(path.c_str()) < 0) {
+      log_error("%s: cannot remove %s: %m", id.c_str(), path.c_str());
+    } else {
+      try {
+        remove_status_logs(spool_, id);
+      } catch (const SystemError& e) {
+        log_warn("%s: %s", id.c_str(), e.what());
+      }
+      log_info("%s: removed", id.c_str());
+    }
+    forget(id);
   }
 
   // Once per message: when it has waited delay_warning_time, the sender is told
   // which recipients are still being retried.  That the warning was sent is
-  // recorded in defer/ID (docs/queue.md), fsynced, so it is never sent twice.
-  void warn_of_delay(const std::string& id) {
-    if (delay_warning_ <= 0) return;
+  // recorded in defer/ID (docs/queue.md), fsynced, so it is sent once.
+  bool delay_warning_due(const std::string& id) {
+    if (delay_warning_ <= 0) return false;
     auto file = QueueFile::open(queue_file_path(spool_, QueueName::kActive, id));
     if (!file || file->envelope().sender.empty() ||
         ::time(nullptr) - file->envelope().arrival_seconds < delay_warning_)
-      return;
+      return false;
     try {
-      if (delay_warning_sent(spool_, id)) return;
-      if (ask_bounce(id, kNoticeDelay)) record_delay_warning(spool_, id);
+      return !delay_warning_sent(spool_, id);
     } catch (const SystemError& e) {
       log_warn("%s: delay warning: %s", id.c_str(), e.what());
+      return false;
     }
   }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "mail/sasl.h"
+#include "mail/tls_config.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -43,28 +44,18 @@ SmtpSettings::SmtpSettings(const Config& config)
       verify_match(config.list("smtp_tls_verify_cert_match")),
       secure_match(config.list("smtp_tls_secure_cert_match")) {
   if (tls_level != TlsLevel::kNone) {
-    TlsClientSettings tls;
-    tls.ca_file = config.str("smtp_tls_CAfile");
-    tls.ca_path = config.str("smtp_tls_CApath");
-    tls.cert_file = config.str("smtp_tls_cert_file");
-    tls.key_file = config.str("smtp_tls_key_file");
-    tls.exclude_ciphers = config.str("smtp_tls_exclude_ciphers");
     bool mandatory = tls_level != TlsLevel::kMay;
-    tls.protocols = config.str(mandatory ? "smtp_tls_mandatory_protocols" : "smtp_tls_protocols");
-    tls.cipher_grade = config.str(mandatory ? "smtp_tls_mandatory_ciphers" : "smtp_tls_ciphers");
-    bool have_cas = !tls.ca_file.empty() || !tls.ca_path.empty();
-    if (tls_level >= TlsLevel::kVerify) {
-      if (!have_cas) {
-        const Config::Entry* where = config.entry("smtp_tls_security_level");
-        throw ConfigError(where ? where->file : config.main_cf_path(), where ? where->line : 0,
-                          "smtp_tls_security_level = " + config.str("smtp_tls_security_level") +
-                              " needs smtp_tls_CAfile or smtp_tls_CApath");
-      }
-      tls.verify = TlsVerify::kVerify;
-    } else {
-      tls.verify = have_cas ? TlsVerify::kMay : TlsVerify::kNone;
+    bool have_cas = !config.str("smtp_tls_CAfile").empty() || !config.str("smtp_tls_CApath").empty();
+    if (tls_level >= TlsLevel::kVerify && !have_cas) {
+      const Config::Entry* where = config.entry("smtp_tls_security_level");
+      throw ConfigError(where ? where->file : config.main_cf_path(), where ? where->line : 0,
+                        "smtp_tls_security_level = " + config.str("smtp_tls_security_level") +
+                            " needs smtp_tls_CAfile or smtp_tls_CApath");
     }
-    tls_context = make_client_context(tls);
+    TlsVerify verify = tls_level >= TlsLevel::kVerify ? TlsVerify::kVerify
+                       : have_cas                     ? TlsVerify::kMay
+                                                      : TlsVerify::kNone;
+    tls_context = make_client_context(config, "smtp_tls_", verify, mandatory);
   }
   if (config.boolean("smtp_sasl_auth_enable") && !config.str("smtp_sasl_password_maps").empty())
     sasl_passwords = std::make_unique<TableList>(config.str("smtp_sasl_password_maps"));

@@ -24,9 +24,10 @@ inline constexpr std::string_view kBounceService = "bounce";
 
 inline constexpr std::string_view kNoticeFailure = "failure";  // from bounce/ID: Action failed
 inline constexpr std::string_view kNoticeDelay = "delay";      // from defer/ID: Action delayed
+inline constexpr std::string_view kNoticeSuccess = "success";  // from trace/ID: Action delivered (NOTIFY=SUCCESS)
 
 struct BounceRequest {
-  std::string kind;        // kNoticeFailure or kNoticeDelay
+  std::string kind;        // kNoticeFailure, kNoticeDelay or kNoticeSuccess
   std::string queue_id;
   std::string queue_path;  // "active/ID", relative to queue_directory
   static constexpr std::string_view kType = "bounce-request";

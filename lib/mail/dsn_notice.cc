@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "mail/bounce_protocol.h"
 #include "mail/cleanup.h"
 #include "mail/cleanup_client.h"
 #include "mail/config.h"
@@ -11,6 +12,14 @@
 
 namespace postern {
 namespace {
+
+constexpr NoticeKindInfo kKinds[] = {
+    {NoticeKind::kFailure, kNoticeFailure, "bounce", "failed", "Undelivered Mail Returned to Sender", "Undelivered",
+     "non-delivery"},
+    {NoticeKind::kDelay, kNoticeDelay, "defer", "delayed", "Delayed Mail (still being retried)", "Delayed", "delay"},
+    {NoticeKind::kSuccess, kNoticeSuccess, "trace", "delivered", "Successful Mail Delivery Report", "Delivered",
+     "delivery status"},
+};
 
 constexpr std::string_view kHeaderFrom = "From: Mail Delivery System <MAILER-DAEMON@";
 
@@ -34,12 +43,17 @@ std::string dsn_address_field(std::string_view orcpt) {
 
 std::string human_part(const NoticeSettings& s, const NoticeInput& in) {
   std::string text = "This is the mail system at host " + s.myhostname + ".\n\n";
-  if (in.kind == NoticeKind::kFailure) {
+  if (in.kind == NoticeKind::kSuccess) {
+    text +=
+        "Your message was delivered to the recipients listed below, as you asked.\n"
+        "Its header is attached.\n\n";
+  } else if (in.kind == NoticeKind::kFailure) {
     text +=
         "I'm sorry to have to tell you that your message could not be delivered to\n"
-        "one or more of its recipients. It is attached below.\n\n"
-        "For help, please write to postmaster and include this report. You may\n"
-        "remove the attached message from it.\n\n";
+        "one or more of its recipients.";
+    text += in.original.empty() ? "\n\n" : " It is attached below.\n\n";
+    text += "For help, please write to postmaster and include this report";
+    text += in.original.empty() ? ".\n\n" : "; you may\nleave out the attached message.\n\n";
   } else {
     int64_t hours = std::max<int64_t>(0, in.now - in.arrival_seconds) / 3600;
     text +=
@@ -60,11 +74,11 @@ std::string status_part(const NoticeSettings& s, const NoticeInput& in) {
   text += "X-Postern-Sender: rfc822; " + in.original_sender + "\n";
   if (!in.envid.empty()) text += "Original-Envelope-Id: " + in.envid + "\n";
   text += "Arrival-Date: " + rfc5322_date(in.arrival_seconds) + "\n";
-  const char* action = in.kind == NoticeKind::kFailure ? "failed" : "delayed";
+  std::string action(notice_kind_info(in.kind).action);
   for (const StatusRecord& r : in.records) {
     text += "\nFinal-Recipient: rfc822; " + r.recipient + "\n";
     if (!r.orcpt.empty()) text += "Original-Recipient: " + dsn_address_field(r.orcpt) + "\n";
-    text += std::string("Action: ") + action + "\n";
+    text += "Action: " + action + "\n";
     text += "Status: " + r.status + "\n";
     if (!r.diagnostic.empty()) text += "Diagnostic-Code: " + r.diagnostic + "\n";
   }
@@ -103,21 +117,34 @@ std::string NoticeSettings::double_bounce_address() const {
   return double_bounce_sender + "@" + myorigin;
 }
 
+const NoticeKindInfo& notice_kind_info(NoticeKind kind) {
+  for (const auto& info : kKinds)
+    if (info.kind == kind) return info;
+  log_panic("unknown notice kind %d", int(kind));
+}
+
+const NoticeKindInfo* notice_kind_named(std::string_view request) {
+  for (const auto& info : kKinds)
+    if (info.request == request) return &info;
+  return nullptr;
+}
+
 bool wants_notice(int notify, NoticeKind kind) {
+  if (kind == NoticeKind::kSuccess) return (notify & kNotifySuccess) != 0;
   if (notify == 0) return true;  // RFC 3461: the MTA's default, FAILURE (and DELAY)
   return (notify & (kind == NoticeKind::kFailure ? kNotifyFailure : kNotifyDelay)) != 0;
 }
 
 NoticeRoute route_notice(const NoticeSettings& s, std::string_view original_sender, NoticeKind kind) {
   NoticeRoute route;
-  std::string_view local = original_sender.substr(0, original_sender.rfind('@'));
   bool from_double_bounce = iequals(original_sender, s.double_bounce_address()) ||
-                            (original_sender.find('@') == std::string_view::npos && iequals(local, s.double_bounce_sender));
-  if (from_double_bounce || (original_sender.empty() && kind == NoticeKind::kDelay)) {
+                            iequals(original_sender, s.double_bounce_sender);
+  if (from_double_bounce || (original_sender.empty() && kind != NoticeKind::kFailure)) {
     route.discard = true;
   } else if (original_sender.empty()) {
     route.sender = s.double_bounce_address();
     route.recipient = s.two_bounce_recipient;
+    if (route.recipient.find('@') == std::string::npos && !s.myorigin.empty()) route.recipient += "@" + s.myorigin;
   } else {
     route.recipient = std::string(original_sender);
   }
@@ -125,7 +152,7 @@ NoticeRoute route_notice(const NoticeSettings& s, std::string_view original_send
 }
 
 std::string compose_notice(const NoticeSettings& s, const NoticeInput& in) {
-  bool headers_only = in.ret == DsnRet::kHeaders;
+  bool headers_only = in.ret == DsnRet::kHeaders || in.kind == NoticeKind::kSuccess;
   std::string_view original = in.original;
   if (headers_only) {
     size_t end = original.find("\n\n");
@@ -137,15 +164,14 @@ std::string compose_notice(const NoticeSettings& s, const NoticeInput& in) {
   std::string boundary = in.queue_id + "." + std::to_string(in.now) + "/" + s.myhostname;
   while (original.find("--" + boundary) != std::string_view::npos) boundary += "=";
 
-  bool failure = in.kind == NoticeKind::kFailure;
+  const NoticeKindInfo& info = notice_kind_info(in.kind);
   std::string text;
   text += std::string(kHeaderFrom) + s.myorigin + ">\n";
-  text += std::string("Subject: ") +
-          (failure ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + "\n";
+  text += "Subject: " + std::string(info.subject) + "\n";
   text += "To: <" + in.to + ">\n";
   text += "Auto-Submitted: auto-replied\n";
   text += "Date: " + rfc5322_date(in.now) + "\n";
-  text += "Message-ID: <" + std::to_string(in.now) + "." + in.queue_id + (failure ? ".failure" : ".delay") + "@" +
+  text += "Message-ID: <" + std::to_string(in.now) + "." + in.queue_id + "." + std::string(info.request) + "@" +
           s.myhostname + ">\n";
   text += "MIME-Version: 1.0\n";
   text += "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"" + boundary + "\"\n";
@@ -163,10 +189,10 @@ std::string compose_notice(const NoticeSettings& s, const NoticeInput& in) {
   if (!original.empty()) {
     text += "--" + boundary + "\n";
     if (headers_only) {
-      text += std::string("Content-Description: ") + (failure ? "Undelivered" : "Delayed") + " Message Headers\n";
+      text += "Content-Description: " + std::string(info.part_word) + " Message Headers\n";
       text += "Content-Type: text/rfc822-headers\n";
     } else {
-      text += std::string("Content-Description: ") + (failure ? "Undelivered" : "Delayed") + " Message\n";
+      text += "Content-Description: " + std::string(info.part_word) + " Message\n";
       text += "Content-Type: message/rfc822\n";
     }
     if (eight_bit) text += "Content-Transfer-Encoding: 8bit\n";
@@ -184,7 +210,7 @@ Result<NoticeOutcome> send_notice(const std::string& spool, const NoticeSettings
   const QueueEnvelope& env = file.envelope();
   NoticeRoute route = route_notice(settings, env.sender, kind);
   if (route.discard) {
-    return NoticeOutcome{"", env.sender.empty() ? "no delay notice for the null sender"
+    return NoticeOutcome{"", env.sender.empty() ? "no such notice for the null sender"
                                                 : "notice about mail from <" + env.sender + "> discarded"};
   }
   NoticeInput input;

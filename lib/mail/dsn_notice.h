@@ -9,9 +9,11 @@
 //                             $double_bounce_sender@$myorigin: a bounce that bounced;
 //   S the double-bounce address  nobody: the notice is discarded and logged, so
 //                             notices never loop.
-// A delay warning goes to an ordinary S only.  Per recipient, DSN NOTIFY decides
-// (RFC 3461): a failure is reported unless NOTIFY was given without FAILURE
-// (NEVER, SUCCESS, DELAY), a delay unless NOTIFY was given without DELAY.
+// A delay warning or a success notice goes to an ordinary S only.  Per recipient,
+// DSN NOTIFY decides (RFC 3461): a failure is reported unless NOTIFY was given
+// without FAILURE (NEVER, SUCCESS, DELAY), a delay unless NOTIFY was given without
+// DELAY; a success only when NOTIFY has SUCCESS.  A success notice returns the
+// header of the original only.
 #pragma once
 
 #include <cstddef>
@@ -29,7 +31,21 @@ namespace postern {
 
 class Config;
 
-enum class NoticeKind { kFailure, kDelay };
+enum class NoticeKind { kFailure, kDelay, kSuccess };
+
+// What differs between the kinds of notice.
+struct NoticeKindInfo {
+  NoticeKind kind;
+  std::string_view request;      // BounceRequest::kind (bounce_protocol.h)
+  std::string_view log_folder;   // the status log it is made from: bounce, defer, trace
+  std::string_view action;       // the DSN Action of its recipients
+  std::string_view subject;
+  std::string_view part_word;    // "Undelivered" Message, "Delayed" Message, "Delivered" Message
+  std::string_view log_name;     // "sender LOG_NAME notification: NEWID"
+};
+const NoticeKindInfo& notice_kind_info(NoticeKind kind);
+// The kind a BounceRequest names, or nothing.
+const NoticeKindInfo* notice_kind_named(std::string_view request);
 
 struct NoticeSettings {
   std::string myhostname;

@@ -7,6 +7,8 @@ import email.policy
 import os
 import re
 import signal
+import socket
+import struct
 import time
 
 import pytest
@@ -202,6 +204,27 @@ def test_expired_message_is_returned_with_last_defer_reason():
         inst.stop()
 
 
+def test_bounce_queue_lifetime_applies_to_null_sender_mail_only():
+    inst = make("bounce_queue_lifetime = 0\n")
+    try:
+        inst.start()
+        a, pm = inst.users[0], inst.users[1]
+        inst.sendmail("-f", "<>", "bob@example.net", input="Subject: a bounce far away\n\nx\n")
+        inst.sendmail("-f", sender_address(inst), "carol@example.net", input="Subject: ordinary\n\nx\n")
+        assert wait_for(lambda: inst.messages(pm), 15), inst.log()
+        time.sleep(2)
+        msg = parse(inst.messages(pm)[0])
+        assert msg["Return-Path"] == "<double-bounce@mail.example.com>"
+        _, blocks, _ = report_parts(msg)
+        assert blocks[1]["Final-Recipient"] == "rfc822; bob@example.net"
+        assert "to=<bob@example.net>, relay=none, status=expired" in inst.log()
+        assert "to=<carol@example.net>, relay=none, status=expired" not in inst.log()
+        assert inst.messages(a) == []
+        assert len(inst.queue("deferred") + inst.queue("active")) == 1  # the ordinary one waits
+    finally:
+        inst.stop()
+
+
 def test_delay_warning_is_sent_once():
     inst = make("delay_warning_time = 1s\n")
     try:
@@ -222,3 +245,89 @@ def test_delay_warning_is_sent_once():
             assert "delay_warning=sent\n" in f.read()
     finally:
         inst.stop()
+
+
+def test_notify_success_gets_a_delivery_report(inst):
+    inst.start()
+    a, b = inst.users[0], inst.users[2]
+    inst.sendmail("-f", sender_address(inst), "-N", "success,failure", b,
+                  input="Subject: did it arrive?\n\nsecret body\n")
+    assert wait_for(lambda: inst.messages(a) and inst.messages(b) and inst.queued() == 0, 15), inst.log()
+    time.sleep(1)
+    [text] = inst.messages(a)
+    msg = parse(text)
+    assert msg["Subject"] == "Successful Mail Delivery Report"
+    _, blocks, returned = report_parts(msg)
+    assert blocks[1]["Action"] == "delivered"
+    assert blocks[1]["Final-Recipient"] == "rfc822; %s@mail.example.com" % b
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert "secret body" not in text
+    assert "sender delivery status notification" in inst.log()
+    assert os.listdir(os.path.join(inst.spool, "trace")) == []
+    # Without NOTIFY=SUCCESS: no report.
+    inst.sendmail("-f", sender_address(inst), b, input="Subject: quiet\n\nx\n")
+    assert wait_for(lambda: len(inst.messages(b)) == 2 and inst.queued() == 0, 15), inst.log()
+    time.sleep(1)
+    assert len(inst.messages(a)) == 1
+
+
+def frame(message_type, **fields):
+    """A codec frame (lib/util/codec.h) of string attributes, "type" first."""
+    payload = b""
+    for name, value in [("type", message_type)] + list(fields.items()):
+        v = value.encode()
+        payload += b"s" + bytes([len(name)]) + name.encode() + struct.pack(">I", len(v)) + v
+    return struct.pack(">I", len(payload)) + payload
+
+
+def read_frame(sock):
+    """The string attributes of one frame, as a dict."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        data += chunk
+    payload, attrs = data[4:], {}
+    while payload:
+        tag, nlen = payload[0:1], payload[1]
+        name = payload[2:2 + nlen].decode()
+        (vlen,) = struct.unpack(">I", payload[2 + nlen:6 + nlen])
+        value = payload[6 + nlen:6 + nlen + vlen]
+        attrs[name] = value.decode() if tag == b"s" else value
+        payload = payload[6 + nlen + vlen:]
+    return attrs
+
+
+def test_bad_requests_get_a_clear_answer_and_change_nothing(inst):
+    inst.start()
+    path = os.path.join(inst.spool, "private", "bounce")
+    assert wait_for(lambda: os.path.exists(path), 10)
+    cases = [
+        (dict(kind="failure", queue_id="../../x", queue_path="active/../../x"), "bad request: queue_id '../../x'"),
+        (dict(kind="failure", queue_id="5BN5YL02n4z1bkW5", queue_path="deferred/5BN5YL02n4z1bkW5"),
+         "queue_path 'deferred/5BN5YL02n4z1bkW5'"),
+        (dict(kind="bogus", queue_id="5BN5YL02n4z1bkW5", queue_path="active/5BN5YL02n4z1bkW5"),
+         "bad request: kind 'bogus'"),
+        (dict(kind="failure", queue_id="5BN5YL02n4z1bkW5", queue_path="active/5BN5YL02n4z1bkW5"),
+         "active/5BN5YL02n4z1bkW5: "),
+    ]
+    for fields, why in cases:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(path)
+            assert read_frame(s)["type"] == "hello"
+            s.sendall(frame("bounce-request", **fields))
+            reply = read_frame(s)
+            assert reply["type"] == "bounce-reply"
+            assert reply["status"] == "temp", reply
+            assert why in reply["reason"], reply
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # not a bounce request at all
+        s.settimeout(10)
+        s.connect(path)
+        read_frame(s)
+        s.sendall(frame("delivery-request", queue_id="x"))
+        assert s.recv(100) == b""
+    assert wait_for(lambda: "bad request: expected a 'bounce-request' message" in inst.log(), 5), inst.log()
+    assert inst.queued() == 0
+    assert all(os.listdir(os.path.join(inst.spool, d)) == [] for d in ("bounce", "defer", "trace"))
+    assert all(inst.messages(u) == [] for u in inst.users)

@@ -123,7 +123,7 @@ TEST_CASE("notices go to the sender, bounces of bounces to postmaster, double bo
   r = route_notice(s, "", NoticeKind::kFailure);
   CHECK_FALSE(r.discard);
   CHECK(r.sender == "double-bounce@example.com");
-  CHECK(r.recipient == "postmaster");
+  CHECK(r.recipient == "postmaster@example.com");
   CHECK(route_notice(s, "", NoticeKind::kDelay).discard);
   CHECK(route_notice(s, "double-bounce@example.com", NoticeKind::kFailure).discard);
   CHECK(route_notice(s, "Double-Bounce@Example.COM", NoticeKind::kFailure).discard);
@@ -272,5 +272,25 @@ TEST_CASE("without an original the report has two parts", "[dsn]") {
   in.original.clear();
   auto parts = parts_of(compose_notice(settings(), in));
   REQUIRE(parts.size() == 3);
+  CHECK(parts[1].find("attached") == std::string::npos);
   CHECK(parts[2].find("Content-Type: message/delivery-status") != std::string::npos);
+}
+
+TEST_CASE("a success notice is sent only for NOTIFY=SUCCESS and returns the header", "[dsn]") {
+  CHECK_FALSE(wants_notice(0, NoticeKind::kSuccess));
+  CHECK_FALSE(wants_notice(kNotifyFailure | kNotifyDelay, NoticeKind::kSuccess));
+  CHECK(wants_notice(kNotifySuccess, NoticeKind::kSuccess));
+  CHECK(route_notice(settings(), "", NoticeKind::kSuccess).discard);
+  CHECK(notice_kind_named("success") == &notice_kind_info(NoticeKind::kSuccess));
+  CHECK(notice_kind_named("bogus") == nullptr);
+  NoticeInput in = failure_input();
+  in.kind = NoticeKind::kSuccess;
+  in.records[0].status = "2.0.0";
+  std::string n = compose_notice(settings(), in);
+  CHECK(n.find("Subject: Successful Mail Delivery Report\n") != std::string::npos);
+  auto parts = parts_of(n);
+  REQUIRE(parts.size() == 4);
+  CHECK(parts[2].find("Action: delivered\nStatus: 2.0.0\n") != std::string::npos);
+  CHECK(parts[3].find("Content-Type: text/rfc822-headers\n") != std::string::npos);
+  CHECK(parts[3].find("the body") == std::string::npos);
 }
