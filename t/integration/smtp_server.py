@@ -11,7 +11,7 @@ class SmtpServer:
     def __init__(self, host="127.0.0.1", port=0, name="mx.example.test", extensions=None, greeting=None,
                  rcpt=None, mail_reply="250 2.1.0 Ok", data_reply="354 End data with <CR><LF>.<CR><LF>",
                  end_reply="250 2.0.0 Ok: queued", drop_at=None, stall=0, tls_cert=None, auth=None,
-                 end_delay=0):
+                 end_delay=0, broken_tls=False):
         self.name = name
         self.extensions = ["PIPELINING", "SIZE 10240000", "8BITMIME", "DSN", "SMTPUTF8"] \
             if extensions is None else extensions
@@ -20,6 +20,9 @@ class SmtpServer:
         self.mail_reply, self.data_reply, self.end_reply = mail_reply, data_reply, end_reply
         self.drop_at, self.stall, self.end_delay = drop_at, stall, end_delay
         self.active = self.max_active = 0  # sessions open at once, and the most seen
+        self.broken_tls = broken_tls  # offer STARTTLS, then answer the handshake with junk
+        if broken_tls:
+            self.extensions = self.extensions + ["STARTTLS"]
         self.auth = auth  # the "AUTH PLAIN <base64>" line to accept; AUTH is offered when set
         if auth:
             self.extensions = self.extensions + ["AUTH PLAIN LOGIN"]
@@ -98,6 +101,10 @@ class SmtpServer:
                 send("250 " + lines[-1])
             elif verb == "HELO":
                 send("250 " + self.name)
+            elif verb == "STARTTLS" and self.broken_tls:
+                send("220 2.0.0 Ready to start TLS")
+                conn.sendall(b"this is no TLS record\r\n" * 4)
+                return
             elif verb == "STARTTLS" and self.tls:
                 send("220 2.0.0 Ready to start TLS")
                 conn = self.tls.wrap_socket(conn, server_side=True)

@@ -476,3 +476,42 @@ def test_destination_concurrency_limit(servers, sites, limit):
         assert mx.max_active == 1
     else:
         assert 1 < mx.max_active <= limit  # shows the test can see more than one at once
+
+
+def test_opportunistic_tls_falls_back_to_plaintext_when_the_handshake_fails(servers, sites):
+    mx = servers(2, name="mx1.example.net", broken_tls=True)
+    site = sites(mx.port, zone=ONE_MX, main_cf_extra="smtp_tls_security_level = may\n")
+    site.send("a@example.net")
+    assert wait_for(lambda: mx.messages and site.queued() == 0, 20), site.inst.log()
+    assert mx.connections == 2 and mx.commands.count("STARTTLS") == 1
+    assert "trying again without TLS" in site.inst.log()
+
+
+def test_required_tls_does_not_fall_back(servers, sites):
+    mx = servers(2, name="mx1.example.net", broken_tls=True)
+    site = sites(mx.port, zone=ONE_MX, main_cf_extra="smtp_tls_security_level = encrypt\n")
+    site.send("a@example.net")
+    assert wait_for(lambda: "TLS handshake with mx1.example.net[127.0.0.2] failed" in site.defer_logs(), 20), \
+        site.inst.log()
+    assert not mx.messages
+
+
+def test_secure_level_matches_the_nexthop_domain(servers, sites, certs):
+    # The certificate names mx1.example.net; secure matches nexthop (example.net)
+    # and its subdomains (dot-nexthop), so it verifies.
+    mx = servers(2, name="mx1.example.net", tls_cert=certs["mx1.example.net"])
+    site = sites(mx.port, zone=ONE_MX, main_cf_extra="smtp_tls_security_level = secure\nsmtp_tls_CAfile = %s\n"
+                 % certs["mx1.example.net"][0])
+    site.send("a@example.net")
+    assert wait_for(lambda: mx.messages and site.queued() == 0, 20), site.inst.log()
+    assert "Verified TLS connection established to mx1.example.net[127.0.0.2]" in site.inst.log()
+
+
+def test_utf8_envelope_bounces_when_the_server_lacks_smtputf8(servers, sites):
+    mx = servers(2, extensions=["PIPELINING", "8BITMIME"])
+    site = sites(mx.port, main_cf_extra="relayhost = [127.0.0.2]\n")
+    site.send("j\u00f6rg@example.net")
+    assert wait_for(lambda: "SMTPUTF8 is required, but was not offered by host 127.0.0.2[127.0.0.2]"
+                    in site.bounce_logs(), 20), site.inst.log()
+    assert "status=5.6.7" in site.bounce_logs()
+    assert not mx.messages
