@@ -153,8 +153,11 @@ class Delivery {
       }
       auto session = std::move(std::get<std::unique_ptr<SmtpSession>>(opened));
       if (!transact(*session, message)) continue;
-      keep(std::move(session));
-      break;
+      if (!any_pending()) {
+        keep(std::move(session));
+        break;
+      }
+      session->quit();  // a 4xx to MAIL FROM, DATA or the end of data: the next host may take them
     }
     finish_pending();
   }

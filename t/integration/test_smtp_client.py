@@ -178,6 +178,15 @@ def test_4xx_greeting_moves_on_to_the_next_mx(servers, sites):
     assert "host mx1.example.net[127.0.0.2] refused to talk to me: 421 4.3.2 busy, go away" in site.inst.log()
 
 
+def test_4xx_to_mail_from_moves_on_to_the_next_mx(servers, sites):
+    mx1 = servers(2, name="mx1.example.net", mail_reply="451 4.3.0 try again later")
+    mx2 = servers(3, name="mx2.example.net")
+    site = sites(mx1.port, zone=MX_ZONE)
+    site.send("bob@example.net")
+    assert wait_for(lambda: mx2.messages and site.queued() == 0, 20), site.inst.log()
+    assert "QUIT" in mx1.commands and not mx1.messages
+
+
 def test_preferred_mx_is_tried_first(servers, sites):
     mx1 = servers(2, name="mx1.example.net")
     mx2 = servers(3, name="mx2.example.net")
