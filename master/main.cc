@@ -5,6 +5,10 @@
 // opens every listener of master.cf and starts each service's processes when a
 // client arrives, up to its process limit, under the contract of
 // lib/mail/daemon.h.  A service whose processes keep crashing is throttled.
+// A service with a wakeup time (column 6) is triggered every that many seconds by
+// a connection to its socket, which starts a process when none runs (pickup and
+// qmgr scan their queues on a trigger); "N?" wakes only a service that has a
+// process running.  The chroot column is read but not applied yet: master warns.
 // Without -d master detaches and returns once it is ready (listeners open, pid
 // file written) with status 0, or with 1 when it could not start.  -d keeps it in
 // the foreground and logs to maillog_file, or to the terminal when that is empty.

@@ -36,8 +36,11 @@ Result<std::vector<UniqueFd>> open_listeners(const Config& config, const MasterS
 
 class Master {
  public:
-  // A crash storm: this many abnormal exits within kDeathWindow stops a service's
-  // process creation for kThrottleTime.
+  // A crash storm: this many abnormal exits within kDeathWindow of processes that
+  // never served a client (a daemon that cannot start: bad configuration, missing
+  // file) stops a service's process creation for kThrottleTime, as Postfix's
+  // "bad command startup -- throttling".  A process killed while it served
+  // (kill -9 of a busy local) is restarted at once: the queue goes on.
   static constexpr int kMaxDeaths = 5;
   static constexpr std::chrono::seconds kDeathWindow{10};
   static constexpr std::chrono::seconds kThrottleTime{60};
@@ -62,6 +65,7 @@ class Master {
   struct Child {
     pid_t pid = 0;
     bool idle = true;
+    bool served = false;  // reported busy at least once
     std::shared_ptr<Service> service;
   };
 

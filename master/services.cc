@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +46,17 @@ struct Master::Service {
 };
 
 namespace {
+
+// Connects to the UNIX socket fd listens on and hangs up at once (a trigger).
+// Non-blocking: a full backlog means the service has work queued already.
+void poke_unix_listener(int listen_fd) {
+  struct sockaddr_un addr {};
+  socklen_t len = sizeof addr;
+  if (::getsockname(listen_fd, reinterpret_cast<struct sockaddr*>(&addr), &len) < 0 || addr.sun_family != AF_UNIX)
+    return;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (fd.valid()) (void)::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), len);
+}
 
 std::string service_key(const MasterService& s) {
   std::ostringstream out;
@@ -149,6 +162,9 @@ std::shared_ptr<Master::Service> Master::make_service(const MasterService& spec,
   auto service = std::make_shared<Service>();
   Service* s = service.get();
   s->spec = spec;
+  if (spec.chroot)
+    log_warn("%s:%d: service %s: chroot is not supported yet; it runs without it", spec.file.c_str(), spec.line,
+             spec.id().c_str());
   s->key = service_key(spec);
   s->listen_key = listen_key(config_, spec);
   s->max = max_processes(spec);
@@ -173,9 +189,15 @@ std::shared_ptr<Master::Service> Master::make_service(const MasterService& spec,
     s->listen_watchers.back()->stop();
   }
   if (spec.wakeup_seconds > 0) {
-    s->wakeup_timer = std::make_unique<Timer>(loop_, [this, weak] {
+    // A wakeup is a connection to the service's own socket, which is what a
+    // trigger is (pickup and qmgr scan their queues when a client connects): it
+    // starts a process when none runs, or wakes the one that does.  "N?" wakes
+    // only a service that has a process already.
+    s->wakeup_timer = std::make_unique<Timer>(loop_, [weak] {
       auto service = weak.lock();
-      if (service && !service->retired && !service->throttled && service->total == 0) start_child(service);
+      if (!service || service->retired || service->throttled) return;
+      if (service->spec.wakeup_only_if_used && service->total == 0) return;
+      for (const auto& fd : service->listeners) poke_unix_listener(fd.get());
     });
     s->wakeup_timer->start_periodic(std::chrono::seconds(spec.wakeup_seconds));
   }
@@ -250,7 +272,7 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
     ::_exit(127);
   }
   log_debug("service %s: started process %d", spec.id().c_str(), int(pid));
-  children_[pid] = Child{pid, true, service};
+  children_[pid] = Child{pid, true, false, service};
   ++s.total;
   ++s.avail;
   update_listening(s);
@@ -280,6 +302,7 @@ void Master::read_status(Service& s) {
     auto it = children_.find(record->pid);
     if (it == children_.end() || it->second.service.get() != &s) continue;  // already reaped
     bool idle = record->status == "idle";
+    if (!idle) it->second.served = true;
     if (idle != it->second.idle) {
       it->second.idle = idle;
       s.avail += idle ? 1 : -1;
@@ -306,6 +329,8 @@ void Master::child_exited(pid_t pid, int status) {
   if (!normal && !s.retired) {
     log_warn("process %s/%s pid %d %s", config_.str("daemon_directory").c_str(), s.spec.command.c_str(), int(pid),
              describe_exit(status).c_str());
+  }
+  if (!normal && !s.retired && !child.served) {
     auto now = Clock::now();
     s.deaths.push_back(now);
     while (!s.deaths.empty() && now - s.deaths.front() > kDeathWindow) s.deaths.pop_front();

@@ -45,6 +45,10 @@ class SmtpServer:
 
     def close(self):
         self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close() alone would not
+        except OSError:
+            pass
         self.sock.close()
 
     def _accept(self):

@@ -34,7 +34,12 @@ while True:
         c, _ = s.accept()
     except BlockingIOError:
         continue
-    c.sendall(("hello %s pid=%d uid=%d\n" % (name, os.getpid(), os.getresuid()[0])).encode())
+    with open(os.path.join(here, "accepts"), "a") as f:
+        f.write("%s %d\n" % (name, os.getpid()))
+    try:
+        c.sendall(("hello %s pid=%d uid=%d\n" % (name, os.getpid(), os.getresuid()[0])).encode())
+    except OSError:
+        pass  # a wakeup hangs up at once
     c.close()
 '''
 
@@ -234,6 +239,33 @@ def test_wakeup_service_is_started_at_its_interval(inst):
     assert inst.postern("start").returncode == 0
     assert os.path.exists(os.path.join(inst.spool, "private", "tick"))
     assert wait_for(lambda: len(inst.starts("tick")) >= 2, timeout=4)
+
+
+def test_wakeup_triggers_the_running_process_and_question_mark_waits_for_use(inst):
+    inst.master_cf("tick unix - - n 1 1 echod\nlazy unix - - n 1? 1 echod\n")
+    assert inst.postern("start").returncode == 0
+    accepts = os.path.join(inst.daemons, "accepts")
+
+    def ticks():
+        try:
+            with open(accepts) as f:
+                return [line for line in f if line.split()[0] == "tick"]
+        except FileNotFoundError:
+            return []
+    # One process, started by the first wakeup, is woken again and again.
+    assert wait_for(lambda: len(ticks()) >= 3, timeout=6), inst.log()
+    assert len(inst.starts("tick")) == 1
+    assert len({line.split()[1] for line in ticks()}) == 1
+    # "1?": no process runs, so nothing wakes it.
+    assert inst.starts("lazy") == []
+
+
+def test_chroot_is_reported_not_silently_ignored(inst):
+    inst.master_cf("jail unix - - y - 1 echod\n")
+    r = inst.postern("start")
+    assert r.returncode == 0
+    # Said to whoever starts the system, with the place in master.cf.
+    assert "master.cf:1: service jail/unix: chroot is not supported yet" in r.stderr
 
 
 def test_reload_adds_removes_and_survives_a_bad_configuration(inst):

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,8 +129,10 @@ def sites():
 
 
 def free_port():
-    s = SmtpServer(host="127.0.0.2")
-    port = s.port
+    """A port nothing listens on at 127.0.0.2 (bound for a moment, never listening)."""
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    port = s.getsockname()[1]
     s.close()
     return port
 
