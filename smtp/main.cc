@@ -65,7 +65,7 @@
 #include "mail/queue_id.h"
 #include "mail/transport.h"
 #include "session.h"
-#include "targets.h"
+#include "mail/smtp_targets.h"
 #include "util/dns.h"
 #include "util/log.h"
 #include "util/socket.h"

@@ -20,7 +20,7 @@
 #include "mail/smtp_client.h"
 #include "mail/table.h"
 #include "mail/transport.h"
-#include "targets.h"
+#include "mail/smtp_targets.h"
 #include "util/tls.h"
 
 namespace postern {

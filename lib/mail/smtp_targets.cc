@@ -1,5 +1,5 @@
-// The smtp client's connection targets for a nexthop (see targets.h).
-#include "targets.h"
+// The smtp client's connection targets for a nexthop (see smtp_targets.h).
+#include "mail/smtp_targets.h"
 
 #include <sys/socket.h>
 
