@@ -527,3 +527,21 @@ def test_utf8_envelope_bounces_when_the_server_lacks_smtputf8(servers, sites):
                     in site.bounce_logs(), 20), site.inst.log()
     assert "status=5.6.7" in site.bounce_logs()
     assert not mx.messages
+
+
+def test_routing_error_transport_bounces_and_a_failing_table_defers(sites):
+    port = free_port()
+    site = sites(port, main_cf_extra="virtual_alias_domains = aliased.example\n")
+    site.send("x@aliased.example")
+    assert wait_for(lambda: "User unknown in virtual alias table" in site.bounce_logs(), 20), site.inst.log()
+    assert "status=5.1.1" in site.bounce_logs()
+
+    dead = os.path.join(site.inst.base, "dead.cf")
+    with open(dead, "w") as f:
+        f.write("hosts = unix:%s/no-server.sock\nuser = u\npassword = p\ndbname = d\n"
+                "query = SELECT v FROM t WHERE k = '%%s'\n" % site.inst.base)
+    site2 = sites(port, main_cf_extra="transport_maps = mysql:%s\n" % dead)
+    site2.send("y@example.net")
+    assert wait_for(lambda: "transport_maps lookup of y@example.net failed" in site2.defer_logs(), 20), \
+        site2.inst.log()
+    assert site2.bounce_logs() == ""
