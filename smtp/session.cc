@@ -40,6 +40,7 @@ SmtpSettings::SmtpSettings(const Config& config)
       data_xfer_timeout(seconds_of(config, "smtp_data_xfer_timeout")),
       data_done_timeout(seconds_of(config, "smtp_data_done_timeout")),
       quit_timeout(seconds_of(config, "smtp_quit_timeout")),
+      rset_timeout(seconds_of(config, "smtp_rset_timeout")),
       tls_level(parse_level(config)),
       verify_match(config.list("smtp_tls_verify_cert_match")),
       secure_match(config.list("smtp_tls_secure_cert_match")) {
@@ -188,7 +189,7 @@ std::optional<SessionFailure> SmtpSession::authenticate(const NextHop& hop) {
 
 bool SmtpSession::reset() {
   if (conn_.peer_closed()) return false;
-  conn_.set_timeout(settings_.quit_timeout);
+  conn_.set_timeout(settings_.rset_timeout);
   auto r = conn_.command("RSET\r\n");
   return r && r->positive();
 }

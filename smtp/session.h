@@ -34,7 +34,7 @@ struct SmtpSettings {
   std::string helo_name;
   std::string myhostname;
   SmtpTimeout connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout, data_xfer_timeout,
-      data_done_timeout, quit_timeout;
+      data_done_timeout, quit_timeout, rset_timeout;
   TlsLevel tls_level = TlsLevel::kNone;
   SslCtxPtr tls_context;  // for the level; none for kNone
   std::vector<std::string> verify_match, secure_match;
