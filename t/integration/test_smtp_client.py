@@ -545,3 +545,14 @@ def test_routing_error_transport_bounces_and_a_failing_table_defers(sites):
     assert wait_for(lambda: "transport_maps lookup of y@example.net failed" in site2.defer_logs(), 20), \
         site2.inst.log()
     assert site2.bounce_logs() == ""
+
+
+def test_tls_connection_is_reused_too(servers, sites, certs):
+    mx = servers(2, name="mx1.example.net", tls_cert=certs["mx1.example.net"])
+    site = sites(mx.port, zone=ONE_MX, main_cf_extra="smtp_tls_security_level = may\n"
+                 "smtp_connection_cache_time_limit = 30s\n")
+    site.send("a@example.net")
+    assert wait_for(lambda: len(mx.messages) == 1 and site.queued() == 0, 20), site.inst.log()
+    site.send("b@example.net")
+    assert wait_for(lambda: len(mx.messages) == 2 and site.queued() == 0, 20), site.inst.log()
+    assert mx.connections == 1, site.inst.log()
