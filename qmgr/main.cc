@@ -11,12 +11,13 @@
 // queue_run_delay: a deferred file whose mtime has passed is due again.
 //
 // Each message found is moved to active and its undone recipients are sorted by
-// transport.  A recipient without a domain or with a domain in mydestination goes
-// to local_transport ("local:$myhostname": socket private/local, nexthop
-// $myhostname); any other domain is deferred with "no transport for DOMAIN yet"
-// until the smtp client exists: kept until the message expires, never dropped.  One
-// DeliveryRequest per message goes to the agent (lib/mail/delivery_protocol.h),
-// and its per-recipient results are applied:
+// transport and nexthop by lib/mail/transport.h (transport_maps, then the address
+// class: local_transport, virtual_transport, relay_transport, default_transport,
+// relayhost).  A routing table that fails temporarily defers the recipient; the
+// "error" transport bounces it with its nexthop as the reason.  One
+// DeliveryRequest per message and transport/nexthop goes to the agent at
+// private/TRANSPORT (lib/mail/delivery_protocol.h), one after another, and its
+// per-recipient results are applied:
 //   ok      the recipient is marked done (the agent did so already; marking twice
 //           is harmless);
 //   defer   a block recipient=, status=, reason= is appended to defer/ID;
@@ -49,8 +50,13 @@
 // way); that it was sent is recorded in defer/ID (docs/queue.md), so it is sent
 // once.
 //
-// First cut: at most kMaxInFlight deliveries at once, over all transports, and
-// messages are handled in arrival order; no per-destination concurrency.
+// Concurrency: at most kMaxInFlight messages in delivery (or waiting for a
+// destination) at once, over all transports; at most
+// smtp_destination_concurrency_limit requests at once to one smtp nexthop and
+// default_destination_concurrency_limit to one nexthop of any other transport (a
+// request over the limit waits for one to that destination to end).
+// First cut: the requests of one message go one after another, messages are
+// handled in arrival order, the limits are fixed (no slow start).
 //
 // Log: "QUEUEID: to=<rcpt>, relay=local, status=sent|deferred|bounced (dsn text)",
 // "QUEUEID: to=<rcpt>, relay=none, status=expired, returned to sender (reason)",
@@ -80,6 +86,7 @@
 #include "mail/queue_file.h"
 #include "mail/queue_tools.h"
 #include "mail/spool.h"
+#include "mail/transport.h"
 #include "util/error.h"
 #include "util/event.h"
 #include "util/file.h"
@@ -117,24 +124,14 @@ StatusRecord status_record(const Recipient& r, const std::string& dsn, const cha
   return StatusRecord{r.address, r.orcpt, int(r.notify), int64_t(r.offset), dsn, action, why, ""};
 }
 
-// transport:nexthop as local_transport writes it.
-struct Transport {
-  std::string name;
-  std::string nexthop;
-};
-
-Transport parse_transport(const std::string& spec) {
-  auto colon = spec.find(':');
-  if (colon == std::string::npos) return {spec, ""};
-  return {spec.substr(0, colon), spec.substr(colon + 1)};
-}
-
 class Qmgr {
  public:
   Qmgr(EventLoop& loop, const Config& config)
       : loop_(loop),
         spool_(config.str("queue_directory")),
-        local_(parse_transport(config.str("local_transport"))),
+        router_(config),
+        smtp_concurrency_(int(config.integer("smtp_destination_concurrency_limit"))),
+        default_concurrency_(int(config.integer("default_destination_concurrency_limit"))),
         min_backoff_(config.seconds("minimal_backoff_time")),
         max_backoff_(config.seconds("maximal_backoff_time")),
         queue_lifetime_(config.seconds("maximal_queue_lifetime")),
@@ -142,7 +139,6 @@ class Qmgr {
         delay_warning_(config.seconds("delay_warning_time")),
         scan_timer_(loop, [this] { scan_incoming(); }),
         deferred_timer_(loop, [this] { scan_deferred(); }) {
-    for (const auto& d : config.list("mydestination")) mydestination_.insert(lowercase(d));
     deferred_timer_.start_periodic(std::chrono::seconds(std::max<int64_t>(1, config.seconds("queue_run_delay"))));
   }
 
@@ -166,9 +162,18 @@ class Qmgr {
   }
 
  private:
+  // The recipients of one message for one transport and nexthop.
+  struct RouteGroup {
+    Route route;
+    std::vector<DeliveryRecipient> recipients;
+  };
+
   struct Delivery {
     std::string id;
     std::unique_ptr<QueueFile> file;
+    std::deque<RouteGroup> groups;  // still to send, after the one in flight
+    std::string transport;          // of the request in flight
+    std::string destination;        // transport and nexthop of the request in flight
     std::vector<DeliveryRecipient> sent;
     std::vector<StatusRecord> deferred;
     bool hello_seen = false;
@@ -222,17 +227,11 @@ class Qmgr {
   }
 
   void pump() {
-    while (in_flight_.size() < kMaxInFlight && !todo_.empty()) {
+    while (in_flight_.size() + waiting_count_ < kMaxInFlight && !todo_.empty()) {
       std::string id = todo_.front();
       todo_.pop_front();
       begin(id);
     }
-  }
-
-  bool is_local(const std::string& address) const {
-    auto at = address.rfind('@');
-    if (at == std::string::npos) return true;
-    return mydestination_.count(lowercase(address.substr(at + 1))) > 0;
   }
 
   void begin(const std::string& id) {
@@ -258,70 +257,100 @@ class Qmgr {
       return;
     }
     d->file = std::make_unique<QueueFile>(std::move(*file));
-    const QueueEnvelope& env = d->file->envelope();
-    DeliveryRequest request;
-    request.queue_id = id;
-    request.queue_path = "active/" + id;
-    request.sender = env.sender;
-    request.nexthop = local_.nexthop;
-    request.arrival_seconds = env.arrival_seconds;
-    request.attempt = attempts_[id];
-    for (const QueueRecipient& r : env.recipients) {
+    std::vector<StatusRecord> bounced;
+    for (const QueueRecipient& r : d->file->envelope().recipients) {
       if (r.done) continue;
-      if (!is_local(r.address)) {
-        std::string domain = r.address.substr(r.address.rfind('@') + 1);
-        std::string why = "no transport for " + domain + " yet";
-        log_info("%s: to=<%s>, relay=none, status=deferred (%s)", id.c_str(), r.address.c_str(), why.c_str());
-        d->deferred.push_back(status_record(r, "4.3.5", "delayed", why));
+      auto route = router_.route(r.address);
+      if (!route) {
+        log_info("%s: to=<%s>, relay=none, status=deferred (%s)", id.c_str(), r.address.c_str(), route.error().c_str());
+        d->deferred.push_back(status_record(r, "4.3.0", "delayed", route.error()));
         continue;
       }
-      request.recipients.push_back({r.address, r.orcpt, r.notify, int64_t(r.offset)});
+      if (route->transport == "error") {
+        // The nexthop is the reason, with its status code first ("5.1.1 User unknown ...").
+        std::string dsn = route->nexthop.substr(0, route->nexthop.find(' '));
+        bool coded = dsn.size() >= 5 && dsn[0] == '5' && dsn[1] == '.';
+        std::string why = coded ? route->nexthop.substr(std::min(route->nexthop.size(), dsn.size() + 1)) : route->nexthop;
+        log_info("%s: to=<%s>, relay=none, status=bounced (%s)", id.c_str(), r.address.c_str(), why.c_str());
+        bounced.push_back(status_record(r, coded ? dsn : "5.0.0", "failed", why));
+        continue;
+      }
+      auto group = std::find_if(d->groups.begin(), d->groups.end(), [&](const RouteGroup& g) { return g.route == *route; });
+      if (group == d->groups.end()) group = d->groups.insert(d->groups.end(), RouteGroup{*route, {}});
+      group->recipients.push_back({r.address, r.orcpt, r.notify, int64_t(r.offset)});
     }
-    if (request.recipients.empty()) {
-      finish(std::move(d));
+    bounce_recipients(id, d->file->fd(), bounced);
+    start_next(std::move(d));
+  }
+
+  // Sends the message's next group to its transport, or finishes the message when none is left.
+  void start_next(std::unique_ptr<Delivery> d) {
+    while (!d->groups.empty()) {
+      std::string destination = d->groups.front().route.transport + ":" + d->groups.front().route.nexthop;
+      int limit = d->groups.front().route.transport == "smtp" ? smtp_concurrency_ : default_concurrency_;
+      if (active_by_destination_[destination] >= limit) {
+        waiting_by_destination_[destination].push_back(std::move(d));
+        ++waiting_count_;
+        return;
+      }
+      RouteGroup group = std::move(d->groups.front());
+      d->groups.pop_front();
+      const QueueEnvelope& env = d->file->envelope();
+      DeliveryRequest request;
+      request.queue_id = d->id;
+      request.queue_path = "active/" + d->id;
+      request.sender = env.sender;
+      request.nexthop = group.route.nexthop;
+      request.arrival_seconds = env.arrival_seconds;
+      request.attempt = attempts_[d->id];
+      request.recipients = std::move(group.recipients);
+      d->sent = request.recipients;
+      d->transport = group.route.transport;
+      d->hello_seen = false;
+      auto sock = connect_unix(spool_ + "/private/" + d->transport, kConnectTimeout);
+      if (!sock) {
+        fail_all(*d, "connect to " + d->transport + ": " + sock.error());
+        continue;
+      }
+      d->destination = destination;
+      ++active_by_destination_[destination];
+      Delivery* raw = d.get();
+      FrameOptions options;
+      options.read_timeout = kAgentTimeout;
+      options.write_timeout = kAgentTimeout;
+      raw->conn = std::make_unique<FramedConnection>(
+          loop_, std::move(*sock), options,
+          [this, raw, request](std::string payload) { on_frame(*raw, request, payload); },
+          [this, raw](FramedConnection::Error, const std::string& reason) {
+            fail_all(*raw, raw->transport + " delivery agent: " + reason);
+            complete(raw);
+          });
+      in_flight_[raw] = std::move(d);
       return;
     }
-    d->sent = request.recipients;
-    auto sock = connect_unix(spool_ + "/private/" + local_.name, kConnectTimeout);
-    if (!sock) {
-      fail_all(*d, "connect to " + local_.name + ": " + sock.error());
-      finish(std::move(d));
-      return;
-    }
-    Delivery* raw = d.get();
-    FrameOptions options;
-    options.read_timeout = kAgentTimeout;
-    options.write_timeout = kAgentTimeout;
-    raw->conn = std::make_unique<FramedConnection>(
-        loop_, std::move(*sock), options,
-        [this, raw, request](std::string payload) { on_frame(*raw, request, payload); },
-        [this, raw](FramedConnection::Error, const std::string& reason) {
-          fail_all(*raw, local_.name + " delivery agent: " + reason);
-          complete(raw);
-        });
-    in_flight_[raw] = std::move(d);
+    finish(std::move(d));
   }
 
   void on_frame(Delivery& d, const DeliveryRequest& request, const std::string& payload) {
     if (!d.hello_seen) {
       auto hello = decode<Hello>(payload);
-      Result<void> ok = hello ? check_hello(*hello, local_.name) : Result<void>(hello.failure());
+      Result<void> ok = hello ? check_hello(*hello, d.transport) : Result<void>(hello.failure());
       if (!ok) {
-        fail_all(d, local_.name + " delivery agent: " + ok.error());
+        fail_all(d, d.transport + " delivery agent: " + ok.error());
         complete(&d);
         return;
       }
       d.hello_seen = true;
       auto sent = d.conn->send_message(request);
       if (!sent) {
-        fail_all(d, local_.name + " delivery agent: " + sent.error());
+        fail_all(d, d.transport + " delivery agent: " + sent.error());
         complete(&d);
       }
       return;
     }
     auto reply = decode<DeliveryReply>(payload);
     if (!reply) {
-      fail_all(d, local_.name + " delivery agent: " + reply.error());
+      fail_all(d, d.transport + " delivery agent: " + reply.error());
       complete(&d);
       return;
     }
@@ -336,7 +365,7 @@ class Qmgr {
     for (const auto& rcpt : d.sent) {
       auto it = by_offset.find(rcpt.offset);
       if (it == by_offset.end()) {
-        defer(d, rcpt, "4.3.0", local_.name + " delivery agent gave no result");
+        defer(d, rcpt, "4.3.0", d.transport + " delivery agent gave no result");
         continue;
       }
       const DeliveryResult& r = *it->second;
@@ -349,11 +378,11 @@ class Qmgr {
           continue;
         }
         log_info("%s: to=<%s>, relay=%s, status=sent (%s %s)", d.id.c_str(), rcpt.address.c_str(),
-                 local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
+                 d.transport.c_str(), r.dsn.c_str(), r.text.c_str());
         if (rcpt.notify & kNotifySuccess) delivered.push_back(status_record(rcpt, r.dsn, "delivered", r.text));
       } else if (r.status == kDeliveryBounce) {
         log_info("%s: to=<%s>, relay=%s, status=bounced (%s %s)", d.id.c_str(), rcpt.address.c_str(),
-                 local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
+                 d.transport.c_str(), r.dsn.c_str(), r.text.c_str());
         bounced.push_back(status_record(rcpt, r.dsn.empty() ? "5.0.0" : r.dsn, "failed", r.text));
       } else {
         defer(d, rcpt, r.dsn.empty() ? "4.3.0" : r.dsn, r.text);
@@ -377,7 +406,7 @@ class Qmgr {
 
   void defer(Delivery& d, const DeliveryRecipient& rcpt, const std::string& dsn, const std::string& text) {
     log_info("%s: to=<%s>, relay=%s, status=deferred (%s %s)", d.id.c_str(), rcpt.address.c_str(),
-             local_.name.c_str(), dsn.c_str(), text.c_str());
+             d.transport.c_str(), dsn.c_str(), text.c_str());
     d.deferred.push_back(status_record(rcpt, dsn, "delayed", text));
   }
 
@@ -391,10 +420,30 @@ class Qmgr {
     if (it == in_flight_.end()) return;
     std::unique_ptr<Delivery> d = std::move(it->second);
     in_flight_.erase(it);
+    release_destination(d->destination);
+    d->destination.clear();
+    if (!d->groups.empty()) {
+      start_next(std::move(d));
+      trigger_pump();
+      return;
+    }
     finish(std::move(d));
     // Not pump() from inside a connection callback directly: the next messages
     // start on the next loop turn.
     trigger_pump();
+  }
+
+  // One request to destination ended: the next one waiting for it may start.
+  void release_destination(const std::string& destination) {
+    auto active = active_by_destination_.find(destination);
+    if (active != active_by_destination_.end() && --active->second <= 0) active_by_destination_.erase(active);
+    auto waiting = waiting_by_destination_.find(destination);
+    if (waiting == waiting_by_destination_.end()) return;
+    std::unique_ptr<Delivery> next = std::move(waiting->second.front());
+    waiting->second.pop_front();
+    if (waiting->second.empty()) waiting_by_destination_.erase(waiting);
+    --waiting_count_;
+    start_next(std::move(next));
   }
 
   void trigger_pump() {
@@ -600,19 +649,24 @@ class Qmgr {
 
   EventLoop& loop_;
   std::string spool_;
-  Transport local_;
+  Router router_;
+  int smtp_concurrency_;     // smtp_destination_concurrency_limit
+  int default_concurrency_;  // default_destination_concurrency_limit
   int64_t min_backoff_;
   int64_t max_backoff_;
   int64_t queue_lifetime_;
   int64_t bounce_lifetime_;
   int64_t delay_warning_;
-  std::set<std::string> mydestination_;
   Timer scan_timer_;
   Timer deferred_timer_;
   std::deque<std::string> todo_;
   std::set<std::string> in_active_;
   std::map<std::string, int> attempts_;
   std::map<Delivery*, std::unique_ptr<Delivery>> in_flight_;
+  // Per-destination concurrency: requests in flight and messages waiting, by "transport:nexthop".
+  std::map<std::string, int> active_by_destination_;
+  std::map<std::string, std::deque<std::unique_ptr<Delivery>>> waiting_by_destination_;
+  size_t waiting_count_ = 0;
 };
 
 int run(int argc, char** argv) {

@@ -196,8 +196,9 @@ def test_expired_message_is_returned_with_last_defer_reason():
         msg = parse(inst.messages(a)[0])
         human, blocks, _ = report_parts(msg)
         assert blocks[1]["Action"] == "failed"
-        assert blocks[1]["Status"] == "4.3.5"
-        assert "no transport for example.net yet" in human
+        # Routed to smtp, which this instance's master.cf does not run.
+        assert blocks[1]["Status"] == "4.3.0"
+        assert "connect to smtp: " in human
         assert "to=<bob@example.net>, relay=none, status=expired, returned to sender" in inst.log()
     finally:
         inst.stop()
