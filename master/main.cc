@@ -8,7 +8,10 @@
 // A service with a wakeup time (column 6) is triggered every that many seconds by
 // a connection to its socket, which starts a process when none runs (pickup and
 // qmgr scan their queues on a trigger); "N?" wakes only a service that has a
-// process running.  The chroot column is read but not applied yet: master warns.
+// process running.  chroot=y (master running as root) makes pickup, cleanup and
+// bounce chroot themselves into queue_directory before they give up root; the
+// other daemons open files outside the spool while they run and are started
+// unchrooted, with a warning naming the master.cf line.
 // Without -d master detaches and returns once it is ready (listeners open, pid
 // file written) with status 0, or with 1 when it could not start.  -d keeps it in
 // the foreground and logs to maillog_file, or to the terminal when that is empty.

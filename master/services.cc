@@ -48,6 +48,13 @@ struct Master::Service {
 
 namespace {
 
+// The daemons that need nothing outside queue_directory once started, and so
+// may run chrooted into it (master.cf chroot=y).  The others open tables,
+// certificates and user databases while they run.
+bool can_chroot(const std::string& command) {
+  return command == "pickup" || command == "cleanup" || command == "bounce";
+}
+
 // Connects to the UNIX socket fd listens on and hangs up at once (a trigger).
 // Non-blocking: a full backlog means the service has work queued already.
 void poke_unix_listener(int listen_fd) {
@@ -163,9 +170,13 @@ std::shared_ptr<Master::Service> Master::make_service(const MasterService& spec,
   auto service = std::make_shared<Service>();
   Service* s = service.get();
   s->spec = spec;
-  if (spec.chroot)
-    log_warn("%s:%d: service %s: chroot is not supported yet; it runs without it", spec.file.c_str(), spec.line,
-             spec.id().c_str());
+  if (spec.chroot && ::geteuid() != 0)
+    log_warn("%s:%d: service %s: chroot needs master to run as root; it runs without it", spec.file.c_str(),
+             spec.line, spec.id().c_str());
+  else if (spec.chroot && !can_chroot(spec.command))
+    log_warn("%s:%d: service %s: %s cannot run chrooted yet (it opens files outside queue_directory); it runs "
+             "without it",
+             spec.file.c_str(), spec.line, spec.id().c_str(), spec.command.c_str());
   s->key = service_key(spec);
   s->listen_key = listen_key(config_, spec);
   s->max = max_processes(spec);
@@ -230,12 +241,21 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
     args.push_back(o.name + "=" + o.value);
   }
   if (log_verbose() > 0) args.push_back("-v");
+  // chroot=y: the daemon itself enters queue_directory, after its libraries and
+  // configuration are loaded, and only then gives up root (-r, and -u when it
+  // runs as mail_owner).  It needs root for that: an instance not run by root
+  // runs the service unchrooted (master warned when it read master.cf).
+  const bool chroot_child = spec.chroot && ::geteuid() == 0 && can_chroot(spec.command);
+  if (chroot_child) {
+    args.push_back("-r");
+    if (credentials_.change && spec.unprivileged) args.push_back("-u");
+  }
   args.insert(args.end(), spec.args.begin(), spec.args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::string env_dir = config_.dir();
-  bool change = credentials_.change && spec.unprivileged;
+  bool change = credentials_.change && spec.unprivileged && !chroot_child;
 
   const pid_t master_pid = ::getpid();
   pid_t pid = ::fork();

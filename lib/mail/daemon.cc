@@ -3,11 +3,13 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <memory>
 
@@ -43,6 +45,8 @@ DaemonArgs parse_daemon_args(int argc, char** argv) {
       out.listen_count = static_cast<int>(*n);
     }
     else if (a == "-v") ++out.verbose;
+    else if (a == "-r") out.chroot = true;
+    else if (a == "-u") out.drop_to_owner = true;
     else if (a == "-o") {
       std::string kv = value(a);
       auto eq = kv.find('=');
@@ -101,6 +105,32 @@ void rearm_master_death_signal() {
   if (::prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || ::getppid() != g_master_pid) ::_exit(1);
 }
 
+void enter_jail(DaemonStartup& d) {
+  if (!d.args.chroot) return;
+  enter_chroot(d.config, d.args.drop_to_owner);
+}
+
+void enter_chroot(Config& config, bool drop_to_owner) {
+  std::string spool = config.str("queue_directory");
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (drop_to_owner) {
+    std::string owner = config.str("mail_owner");
+    struct passwd* pw = ::getpwnam(owner.c_str());
+    if (!pw || pw->pw_uid == 0) log_fatal("mail_owner %s: unknown or root", owner.c_str());
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  // The time zone, which the C library would read later from /etc.
+  ::tzset();
+  check_sys(::chroot(spool.c_str()), "chroot " + spool);
+  check_sys(::chdir("/"), "chdir / in " + spool);
+  config.set("queue_directory", "/", "chroot", 0);
+  if (drop_to_owner) drop_privileges(uid, gid);
+  rearm_master_death_signal();
+  log_debug("chrooted into %s", spool.c_str());
+}
+
 DaemonStartup start_daemon(int argc, char** argv) {
   g_master_pid = ::getppid();
   DaemonArgs args;
@@ -126,6 +156,10 @@ DaemonStartup start_daemon(int argc, char** argv) {
 
 int run_single_server(int argc, char** argv, const ClientHandler& serve) {
   DaemonStartup d = start_daemon(argc, argv);
+  run_daemon_body([&] {
+    enter_jail(d);
+    return 0;
+  });
   const DaemonArgs& args = d.args;
   const Config& config = d.config;
   const std::vector<UniqueFd>& listeners = d.listeners;

@@ -53,6 +53,8 @@ struct DaemonArgs {
   std::string config_dir;  // -c, else $POSTERN_CONFIG_DIR
   std::vector<std::pair<std::string, std::string>> overrides;  // -o name=value
   int verbose = 0;                                              // -v
+  bool chroot = false;        // -r: enter queue_directory (master.cf chroot=y; root only)
+  bool drop_to_owner = false;  // -u: then become mail_owner (the daemon drops root itself)
   std::vector<std::string> args;                                // the rest
 };
 
@@ -75,6 +77,16 @@ void drop_privileges(uid_t uid, gid_t gid, const std::vector<gid_t>& extra_group
 // daemon that switches identities and back (local) calls this after switching
 // back: it arms the signal again, and exits at once if master is gone already.
 void rearm_master_death_signal();
+
+// master.cf chroot=y (-r): chroot(queue_directory), chdir("/"), queue_directory
+// becomes "/" in config, then (-u) the switch to mail_owner.  Files outside the
+// spool are out of reach from here on.
+void enter_chroot(Config& config, bool drop_to_owner);
+struct DaemonStartup;
+// Enters the chroot when master asked for it (-r), else does nothing.
+// run_single_server calls it before serving.  master asks only daemons that need
+// nothing outside queue_directory once started (pickup, cleanup, bounce).
+void enter_jail(DaemonStartup& d);
 
 // Writes busy/idle records to master; a child whose master went away exits.
 class StatusReporter {

@@ -208,3 +208,26 @@ def test_not_root_defers_other_users(maildir_inst):
     assert wait_for(lambda: inst.queue("deferred"), 15), inst.log()
     r = inst.run("postqueue", "-p")
     assert "cannot deliver as another user" in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(not ROOT, reason="chroot needs root")
+def test_chrooted_pickup_and_cleanup_deliver(tmp_path):
+    """master.cf chroot=y: pickup and cleanup run inside queue_directory as
+    mail_owner, and mail flows as before."""
+    i = Instance("maildir", master_cf=MASTER_CF.replace("pickup unix n - n", "pickup unix n - y")
+                 .replace("cleanup unix n - n", "cleanup unix n - y"))
+    try:
+        i.start()
+        user = i.users[0]
+        i.sendmail(user, input="Subject: jailed\n\nx\n")
+        assert wait_for(lambda: len(i.messages(user)) == 1, 20), i.log()
+        assert "Subject: jailed" in i.messages(user)[0]
+        owner = pwd.getpwnam(i.owner).pw_uid
+        for name in ("pickup", "cleanup"):
+            pids = i.pids(name)
+            assert pids, name
+            for pid in pids:
+                assert os.readlink("/proc/%d/root" % pid) == os.path.realpath(i.spool), name
+                assert os.stat("/proc/%d" % pid).st_uid == owner, name
+    finally:
+        i.stop()
