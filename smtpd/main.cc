@@ -60,8 +60,13 @@
 // are counted within one smtpd process, not across processes (Postfix asks
 // anvil(8); Postern has none yet).
 //
-// A client that speaks before the greeting is not tested for: the greeting is
-// sent at once (a pregreet test belongs in a postscreen in front of smtpd).
+// A client that sends commands ahead before it may (before the greeting was
+// answered, right after HELO or EHLO, or anywhere before EHLO showed PIPELINING:
+// an early talker or a bulk mailer that ignores replies) gets "554 5.5.0 Error:
+// SMTP protocol synchronization" and is disconnected, logged as "improper command
+// pipelining after CMD" (smtpd_forbid_unauth_pipelining = yes, as Postfix 3.9;
+// BDAT's chunk is not a command).  The greeting is not delayed to catch clients
+// that talk first and then wait: that is a postscreen's test.
 // Not done: reverse DNS of the client (its name is always "unknown"), VRFY that
 // verifies (with disable_vrfy_command = no it answers 252), ETRN, XCLIENT.  The
 // restriction engine's table and DNS lookups block the event loop while they run.

@@ -68,6 +68,7 @@ SmtpdSettings SmtpdSettings::from(const Config& config) {
   s.wrapper_mode = config.boolean("smtpd_tls_wrappermode");
   s.sasl_enable = config.boolean("smtpd_sasl_auth_enable");
   s.tls_auth_only = config.boolean("smtpd_tls_auth_only");
+  s.forbid_unauth_pipelining = config.boolean("smtpd_forbid_unauth_pipelining");
   return s;
 }
 
@@ -284,8 +285,22 @@ bool Session::read_command_line() {
   }
   // Commands sent ahead of a reply are fine after EHLO showed PIPELINING; before
   // it, or right after EHLO itself, the client could not know (reject_unauth_pipelining).
-  if (::evbuffer_get_length(in) > 0 && (!extended_ || parse_smtp_command(cmd).verb == "EHLO"))
+  std::string verb_upper = parse_smtp_command(cmd).verb;
+  if (::evbuffer_get_length(in) > 0 && verb_upper != "BDAT" &&  // BDAT's chunk follows its line
+      (!extended_ || verb_upper == "EHLO")) {
     unauth_pipelining_ = true;
+    // A client that sends ahead before it may (before the greeting was answered
+    // with EHLO, or with EHLO itself) is a bulk mailer that does not wait for
+    // replies: Postfix 3.9's smtpd_forbid_unauth_pipelining hangs up on it.
+    if (settings_.forbid_unauth_pipelining) {
+      std::string_view verb = cmd.substr(0, cmd.find(' '));
+      log_warn("improper command pipelining after %s from unknown[%s]: %.*s",
+               last_command_.empty() ? "CONNECT" : last_command_.c_str(), client_address_.c_str(),
+               int(std::min<size_t>(verb.size(), 20)), verb.data());
+      close_after(line("554 5.5.0 Error: SMTP protocol synchronization"));
+      return false;
+    }
+  }
   command(cmd);
   // After STARTTLS nothing that was sent with it may be read as a command.
   return !tls_handshaking_;

@@ -53,6 +53,7 @@ struct SmtpdSettings {
   bool wrapper_mode = false;  // smtpd_tls_wrappermode: TLS from the first byte (port 465)
   bool sasl_enable = false;
   bool tls_auth_only = false;
+  bool forbid_unauth_pipelining = true;  // smtpd_forbid_unauth_pipelining
 
   static SmtpdSettings from(const Config& config);
 };

@@ -281,6 +281,8 @@ constexpr ParamSpec kParams[] = {
      "normalize|yes|no|reject"},
     {"smtpd_forbid_bare_newline_exclusions", T::kString, "$mynetworks",
      "Clients (network/mask) whose bare LF smtpd_forbid_bare_newline = reject lets through."},
+    {"smtpd_forbid_unauth_pipelining", T::kBool, "yes",
+     "Hang up on a client that sends commands ahead before PIPELINING allows it (554 5.5.0), as Postfix 3.9."},
     {"smtpd_hard_error_limit", T::kInt, "20",
      "After this many errors the SMTP server hangs up.", 1, 10000},
     {"smtpd_helo_required", T::kBool, "no", "Require HELO or EHLO before MAIL."},

@@ -196,8 +196,8 @@ def test_smtplib_message_is_queued_with_received_header(inst):
 
 def test_pipelined_transactions_get_replies_in_order(inst, client):
     clear_incoming(inst)
-    client.send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n")
-    assert client.reply().startswith("250-mail.example.com")
+    assert client.cmd("EHLO c").startswith("250")  # EHLO ends a group (RFC 2920)
+    client.send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n")
     assert [client.reply() for _ in range(4)] == ["250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok",
                                                   "354 End data with <CR><LF>.<CR><LF>"]
     client.send("Subject: one\r\n\r\nfirst\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<d@example.net>\r\nDATA\r\n")
@@ -690,6 +690,7 @@ def test_peer_vanishing_mid_handshake(tls_inst):
 def picky_inst():
     i = SmtpInstance("smtpd_helo_required = yes\nsmtpd_junk_command_limit = 2\nsmtpd_hard_error_limit = 3\n"
                      "smtpd_data_restrictions = reject_unauth_pipelining\n"
+                     "smtpd_forbid_unauth_pipelining = no\n"
                      "smtpd_sessions_per_process = 2\n")
     i.start()
     yield i
@@ -716,6 +717,25 @@ def test_unauth_pipelining_is_refused_at_data(picky_inst):
     assert replies[3].startswith("503 5.5.0 ") and "Improper use of SMTP command pipelining" in replies[3]
     c.close()
     c = picky_inst.connect()  # the same after EHLO and waiting for its reply is fine
+    c.reply()
+    transaction(c)
+    assert c.cmd("DATA").startswith("354")
+    c.close()
+
+
+def test_client_that_talks_ahead_is_disconnected(inst):
+    # A bulk mailer that sends its whole dialogue at once, before it saw the
+    # greeting or EHLO's reply (smtpd_forbid_unauth_pipelining = yes, Postfix 3.9).
+    for blast in ("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\n",
+                  "HELO c\r\nMAIL FROM:<a@example.com>\r\n"):
+        c = inst.connect()
+        c.send(blast)  # before reading the greeting: an early talker
+        assert c.reply().startswith("220 ")
+        assert c.reply() == "554 5.5.0 Error: SMTP protocol synchronization"
+        assert c.closed()
+    assert "improper command pipelining after CONNECT" in inst.log()
+    # Pipelining after EHLO's reply announced it is what PIPELINING is for.
+    c = inst.connect()
     c.reply()
     transaction(c)
     assert c.cmd("DATA").startswith("354")
