@@ -22,7 +22,7 @@ CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Wno-missing-field-initializers \
             -Ilib $(shell pkg-config --cflags libmariadb 2>/dev/null) $(SAN_FLAGS) $(SAN_CXXFLAGS)
 CPPFLAGS += -MMD -MP
 LDFLAGS  += $(SAN_FLAGS)
-LDLIBS   += -levent -ldb $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \
+LDLIBS   += -levent -ldb -lresolv $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \
             -lssl -lcrypto -lcrypt
 
 # Programs: one folder each, with its main.cc. Commands are installed in sbin,

@@ -3,6 +3,8 @@
 #include "mail/params.h"
 
 #include "mail/config.h"
+#include "util/network.h"
+#include "util/strings.h"
 
 #include <unistd.h>
 
@@ -32,8 +34,22 @@ std::string domain_name(const Config& config) {
   return dot == std::string::npos ? "localdomain" : host.substr(dot + 1);
 }
 
+// mynetworks follows mynetworks_style, as in Postfix.
+std::string networks_by_style(const Config& config) {
+  std::string style = config.str("mynetworks_style");
+  NetworkStyle kind = style == "class" ? NetworkStyle::kClass
+                      : style == "subnet" ? NetworkStyle::kSubnet : NetworkStyle::kHost;
+  std::vector<std::string> networks;
+  for (const IpNetwork& network : local_networks(kind)) networks.push_back(to_string(network));
+  return join(networks, " ");
+}
+
 // Sorted by name so lookups can bisect; a unit test keeps it sorted and documented.
 constexpr ParamSpec kParams[] = {
+    {"access_map_defer_code", T::kInt, "450",
+     "The reply code of DEFER in an smtpd access table.", 400, 499},
+    {"access_map_reject_code", T::kInt, "554",
+     "The reply code of REJECT in an smtpd access table.", 500, 599},
     {"alias_database", T::kString, "hash:/etc/aliases",
      "The alias tables that newaliases (postalias) rebuilds."},
     {"alias_maps", T::kString, "hash:/etc/aliases",
@@ -65,10 +81,14 @@ constexpr ParamSpec kParams[] = {
      "The most processes of one service, where master.cf says '-'.", 1, 100000},
     {"default_transport", T::kString, "smtp",
      "The transport for domains that are not local, virtual or relayed."},
+    {"defer_code", T::kInt, "450", "The reply code of the defer restriction.", 400, 499},
     {"delay_warning_time", T::kTime, "0h",
      "After how long the sender is told that mail is delayed (0 sends no warning).", 0, kNoMax,
      'h'},
     {"disable_vrfy_command", T::kBool, "yes", "Refuse the SMTP VRFY command."},
+    {"dns_resolver_conf", T::kString, "",
+     "Postern addition: a resolv.conf-style file (nameserver IP, port N, options timeout:N attempts:N) "
+     "for DNS lookups instead of /etc/resolv.conf."},
     {"double_bounce_sender", T::kString, "double-bounce",
      "The sender of bounces of bounces; mail to it is discarded so bounces never loop."},
     {"empty_address_recipient", T::kString, "MAILER-DAEMON",
@@ -81,10 +101,14 @@ constexpr ParamSpec kParams[] = {
     {"inet_interfaces", T::kString, "all", "The addresses the SMTP server listens on."},
     {"inet_protocols", T::kString, "all", "The IP versions used: ipv4, ipv6 or all.", 0, kNoMax,
      's', "all|ipv4|ipv6|ipv4, ipv6|ipv6, ipv4"},
+    {"invalid_hostname_reject_code", T::kInt, "501",
+     "The reply code of reject_invalid_helo_hostname.", 400, 599},
     {"ipc_timeout", T::kTime, "3600s",
      "How long a daemon waits for another over a local socket.", 1},
     {"line_length_limit", T::kInt, "2048",
      "Lines longer than this are broken into pieces of this size.", 1024, 1 << 24},
+    {"local_recipient_maps", T::kString, "unix:passwd.byname $alias_maps",
+     "Tables of the local domains' users (unix:passwd.byname is the password file); empty turns the check off."},
     {"local_transport", T::kString, "local:$myhostname",
      "The transport for domains in mydestination."},
     {"mail_name", T::kString, "Postern", "The name of the mail system in greetings and headers."},
@@ -98,6 +122,8 @@ constexpr ParamSpec kParams[] = {
      "The most bytes of one local mailbox or Maildir file (0 means no limit)."},
     {"maillog_file", T::kString, "",
      "Log to this file instead of syslog; /dev/stderr logs to the terminal."},
+    {"maps_rbl_reject_code", T::kInt, "554",
+     "The reply code when a client is listed by reject_rbl_client.", 400, 599},
     {"max_idle", T::kTime, "100s", "How long an idle daemon waits for work before it exits.", 1},
     {"max_use", T::kInt, "100", "How many clients a daemon serves before it exits.", 1},
     {"maximal_backoff_time", T::kTime, "4000s",
@@ -115,18 +141,32 @@ constexpr ParamSpec kParams[] = {
      's', {}, domain_name},
     {"myhostname", T::kString, "", "This machine's fully qualified name.", 0, kNoMax, 's', {},
      host_name},
-    {"mynetworks", T::kString, "127.0.0.0/8 [::1]/128",
-     "Clients trusted to relay through this server."},
+    {"mynetworks", T::kString, "", "Clients trusted to relay through this server (default: by mynetworks_style).",
+     0, kNoMax, 's', {}, networks_by_style},
+    {"mynetworks_style", T::kString, "host",
+     "The default of mynetworks: this machine's addresses (host), its interface subnets (subnet) "
+     "or their class A/B/C networks (class).", 0, kNoMax, 's', "host|subnet|class"},
     {"myorigin", T::kString, "$myhostname",
      "The domain given to addresses without one in locally posted mail."},
+    {"non_fqdn_reject_code", T::kInt, "504",
+     "The reply code of the reject_non_fqdn_* restrictions.", 400, 599},
     {"notify_classes", T::kString, "resource, software",
      "Which problems are reported to the postmaster."},
+    {"parent_domain_matches_subdomains", T::kString,
+     "debug_peer_list, fast_flush_domains, mynetworks, permit_mx_backup_networks, "
+     "qmqpd_authorized_clients, relay_domains, smtpd_access_maps",
+     "Lists in which a domain also matches its subdomains (otherwise write .domain)."},
     {"queue_directory", T::kString, "/var/spool/postern", "The spool: where the queues live."},
     {"queue_run_delay", T::kTime, "300s", "How often the deferred queue is scanned.", 1},
     {"recipient_delimiter", T::kString, "",
      "Characters that separate a user name from an address extension (user+ext)."},
+    {"reject_code", T::kInt, "554", "The reply code of the reject restriction.", 500, 599},
     {"relay_domains", T::kString, "",
      "Domains this server relays mail to from anyone (it is their backup MX or gateway)."},
+    {"relay_domains_reject_code", T::kInt, "554",
+     "The reply code of reject_unauth_destination (Relay access denied).", 400, 599},
+    {"relay_recipient_maps", T::kString, "",
+     "Tables of the valid recipients in relay_domains; empty accepts every one."},
     {"relay_transport", T::kString, "relay", "The transport for relay_domains."},
     {"relayhost", T::kString, "",
      "Send all non-local mail to this host: [host]:port without MX lookup, host with."},
@@ -135,6 +175,11 @@ constexpr ParamSpec kParams[] = {
     {"smtpd_banner", T::kString, "$myhostname ESMTP $mail_name",
      "The text after 220 in the SMTP greeting."},
     {"smtpd_client_restrictions", T::kString, "", "Restrictions applied when a client connects."},
+    {"smtpd_data_restrictions", T::kString, "", "Restrictions applied to DATA."},
+    {"smtpd_delay_reject", T::kBool, "yes",
+     "Apply the client, helo and sender restrictions at RCPT TO instead of earlier."},
+    {"smtpd_end_of_data_restrictions", T::kString, "",
+     "Restrictions applied when the message has been received."},
     {"smtpd_error_sleep_time", T::kTime, "1s",
      "How long the SMTP server waits before a reply once a client's errors pass the soft limit."},
     {"smtpd_forbid_bare_newline", T::kString, "normalize",
@@ -144,8 +189,14 @@ constexpr ParamSpec kParams[] = {
      "After this many errors the SMTP server hangs up.", 1, 10000},
     {"smtpd_helo_required", T::kBool, "no", "Require HELO or EHLO before MAIL."},
     {"smtpd_helo_restrictions", T::kString, "", "Restrictions applied to HELO/EHLO."},
+    {"smtpd_null_access_lookup_key", T::kString, "<>",
+     "The key under which check_sender_access looks up the null sender."},
     {"smtpd_recipient_limit", T::kInt, "1000", "The most recipients of one message.", 1, 1000000},
     {"smtpd_recipient_restrictions", T::kString, "", "Restrictions applied to RCPT TO."},
+    {"smtpd_reject_unlisted_recipient", T::kBool, "yes",
+     "Reject unknown recipients of our domains even without reject_unlisted_recipient."},
+    {"smtpd_reject_unlisted_sender", T::kBool, "no",
+     "Reject unknown senders of our domains even without reject_unlisted_sender."},
     {"smtpd_relay_restrictions", T::kString,
      "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
      "Relay control, applied to RCPT TO before smtpd_recipient_restrictions."},
@@ -168,6 +219,19 @@ constexpr ParamSpec kParams[] = {
     {"smtputf8_enable", T::kBool, "yes", "Offer and accept SMTPUTF8."},
     {"syslog_name", T::kString, "postern", "The name before the service in log lines."},
     {"transport_maps", T::kString, "", "Tables that map a domain or address to transport:nexthop."},
+    {"unknown_address_reject_code", T::kInt, "450",
+     "The reply code of reject_unknown_sender_domain and reject_unknown_recipient_domain.", 400, 599},
+    {"unknown_client_reject_code", T::kInt, "450",
+     "The reply code of reject_unknown_client_hostname and reject_unknown_reverse_client_hostname.",
+     400, 599},
+    {"unknown_local_recipient_reject_code", T::kInt, "550",
+     "The reply code for an unknown user of a local domain.", 400, 599},
+    {"unknown_relay_recipient_reject_code", T::kInt, "550",
+     "The reply code for a recipient of relay_domains not in relay_recipient_maps.", 400, 599},
+    {"unknown_virtual_alias_reject_code", T::kInt, "550",
+     "The reply code for an unknown address of a virtual alias domain.", 400, 599},
+    {"unknown_virtual_mailbox_reject_code", T::kInt, "550",
+     "The reply code for an unknown address of a virtual mailbox domain.", 400, 599},
     {"virtual_alias_domains", T::kString, "$virtual_alias_maps",
      "Domains whose every address is an alias in virtual_alias_maps."},
     {"virtual_alias_maps", T::kString, "",
