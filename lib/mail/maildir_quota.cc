@@ -158,14 +158,15 @@ Result<MaildirUsage> scan_maildir_usage(const std::string& maildir) {
   return usage;
 }
 
-Result<MaildirUsage> maildir_usage(const std::string& maildir, const MaildirQuota& quota, bool may_rebuild) {
+Result<MaildirUsage> maildir_usage(const std::string& maildir, const MaildirQuota& quota, bool may_rebuild,
+                                   uint64_t adding) {
   std::string path = maildir + kMaildirsize;
   std::string quota_line;
   MaildirUsage usage;
   struct stat st{};
   if (read_maildirsize(path, quota_line, usage, st) && quota_line == format_maildir_quota(quota)) {
     bool stale = ::time(nullptr) - st.st_mtime > kStaleSeconds;
-    if (!(stale && !fits_quota(usage, quota, 0))) return usage;
+    if (!(stale && !fits_quota(usage, quota, adding))) return usage;
   }
   if (!may_rebuild) return fail(path + " is missing or needs rebuilding");
   auto scanned = scan_maildir_usage(maildir);

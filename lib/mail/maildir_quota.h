@@ -11,8 +11,8 @@
 // Trash included, as Dovecot counts it; a size from the ",S=" tag of the file name,
 // else from stat) written to tmp/ and renamed over the old one, when:
 //   it is missing or unreadable, its first line is not the current quota, it has
-//   grown past 5120 bytes, or it shows the user over quota and is older than 15
-//   minutes (a reader may have removed mail without recording it).
+//   grown past 5120 bytes, or the message being delivered would not fit by it and
+//   it is older than 15 minutes (a reader may have removed mail without recording it).
 // A message fits when usage + its size <= the byte quota and usage + 1 <= the
 // count quota: a mailbox may be filled exactly to its limit, never past it.
 #pragma once
@@ -54,8 +54,10 @@ Result<MaildirUsage> scan_maildir_usage(const std::string& maildir);
 // The usage maildirsize records, rebuilding the file first when the rules above say so.
 // The Maildir must exist. Failures are system errors worth a retry. With may_rebuild
 // false (a reader that must not write, like smtpd's RCPT check) a file that would
-// need rebuilding is a failure instead.
-Result<MaildirUsage> maildir_usage(const std::string& maildir, const MaildirQuota& quota, bool may_rebuild = true);
+// need rebuilding is a failure instead. adding is the size of the message about to
+// be delivered (0: none), for the staleness rule.
+Result<MaildirUsage> maildir_usage(const std::string& maildir, const MaildirQuota& quota, bool may_rebuild = true,
+                                   uint64_t adding = 0);
 
 // Whether one more message of size bytes fits.
 bool fits_quota(const MaildirUsage& usage, const MaildirQuota& quota, uint64_t size);

@@ -161,6 +161,10 @@ MailboxResult VirtualMailboxes::write(const VirtualMailbox& mailbox, const Deliv
                                       MaildirOptions options) const {
   const Impl& m = *impl_;
   if (!mailbox.maildir) {
+    // Missing folders below the base are made as for a Maildir (mode 0700), as Postfix's virtual does.
+    for (size_t slash = mailbox.path.find('/', m.base.size() + 1); slash != std::string::npos;
+         slash = mailbox.path.find('/', slash + 1))
+      ::mkdir(mailbox.path.substr(0, slash).c_str(), 0700);  // an error shows when the mbox is opened
     MboxOptions mbox;
     mbox.size_limit = m.size_limit;
     return deliver_to_mbox(mailbox.path, content, mbox);
@@ -170,7 +174,7 @@ MailboxResult VirtualMailboxes::write(const VirtualMailbox& mailbox, const Deliv
   uint64_t size = maildir_message_size(content);
   if (!mailbox.quota.unlimited()) {
     // A Maildir not made yet holds nothing; deliver_to_maildir creates it.
-    Result<MaildirUsage> usage = ::stat(mailbox.path.c_str(), &st) == 0 ? maildir_usage(mailbox.path, mailbox.quota)
+    Result<MaildirUsage> usage = ::stat(mailbox.path.c_str(), &st) == 0 ? maildir_usage(mailbox.path, mailbox.quota, true, size)
                                                                          : Result<MaildirUsage>(MaildirUsage{});
     if (!usage) return mailbox_error(EIO, usage.error());
     if (!fits_quota(*usage, mailbox.quota, size)) {
