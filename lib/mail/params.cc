@@ -332,6 +332,8 @@ constexpr ParamSpec kParams[] = {
      "Bounce mail for a user over quota (5.2.2) instead of deferring it (4.2.2)."},
     {"virtual_transport", T::kString, "virtual", "The transport for virtual_mailbox_domains."},
     {"virtual_uid_maps", T::kString, "", "The user a virtual mailbox is written as."},
+    {"virtual_user_database", T::kString, "",
+     "Where postern user/domain keep users: hash:DIRECTORY or mysql:/path/file.cf (Postern addition)."},
 };
 
 }  // namespace
