@@ -400,29 +400,27 @@ int user_command(UserDatabase& db, const std::vector<std::string>& args) {
     throw UsageError("usage: postern user add|del|passwd|quota ADDRESS ..., postern user list [DOMAIN]");
   std::string address = checked_address(args[2]);
   std::string domain = split_address(address).domain;
+  if (verb == "quota" && args.size() != 4) throw UsageError("usage: postern user quota ADDRESS BYTES");
+  UserOptions o = verb == "quota" ? UserOptions{} : user_options(args, 3, verb == "add" ? "mqsp" : verb == "passwd" ? "sp" : "");
+  std::optional<uint64_t> quota = verb == "quota" ? std::optional(checked_quota(args[3])) : o.quota;
   std::optional<User> existing = db.user(address);
   if (verb == "add") {
-    UserOptions o = user_options(args, 3, "mqsp");
     if (!db.has_domain(domain)) throw Refused("unknown domain " + domain + ": add it first with postern domain add");
     if (existing) throw Refused("user " + address + " already exists");
     User user{address, o.mailbox.empty() ? domain + "/" + split_address(address).local + "/" : o.mailbox,
-              o.quota.value_or(0)};
+              quota.value_or(0)};
     if (user.mailbox.front() == '/' || user.mailbox.find("..") != std::string::npos ||
         user.mailbox.find_first_of(" \t\n") != std::string::npos)
       throw Refused("bad mailbox \"" + user.mailbox + "\": a path relative to virtual_mailbox_base");
     db.add_user(user, new_password_hash(o.scheme, o.from_stdin));
+  } else if (!existing) {
+    throw Refused("no such user: " + address);
+  } else if (verb == "del") {
+    db.delete_user(address);
+  } else if (verb == "passwd") {
+    db.set_password(address, new_password_hash(o.scheme, o.from_stdin));
   } else {
-    if (!existing) throw Refused("no such user: " + address);
-    if (verb == "del") {
-      user_options(args, 3, "");
-      db.delete_user(address);
-    } else if (verb == "passwd") {
-      UserOptions o = user_options(args, 3, "sp");
-      db.set_password(address, new_password_hash(o.scheme, o.from_stdin));
-    } else {
-      if (args.size() != 4) throw UsageError("usage: postern user quota ADDRESS BYTES");
-      db.set_quota(address, checked_quota(args[3]));
-    }
+    db.set_quota(address, *quota);
   }
   log_info("user %s: %s", address.c_str(),
            verb == "add" ? "added" : verb == "del" ? "deleted" : verb == "passwd" ? "password changed" : "quota set");
