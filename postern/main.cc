@@ -39,7 +39,6 @@
 #include "util/file.h"
 #include "util/log.h"
 #include "util/process.h"
-#include "util/strings.h"
 #include "users.h"
 
 using namespace postern;
@@ -176,7 +175,9 @@ bool create_missing_accounts(const Config& config) {
 }
 
 int check(const Config& config) {
-  if (auto conflicts = domain_class_conflicts(config); !conflicts.empty()) return log_error("%s", join(conflicts, "\n").c_str()), 1;
+  auto conflicts = domain_class_conflicts(config);  // a domain in two address classes
+  for (const std::string& conflict : conflicts) log_error("%s", conflict.c_str());
+  if (!conflicts.empty()) return 1;
   if (::geteuid() == 0 && !create_missing_accounts(config)) return 1;
   std::string spool = config.str("queue_directory");
   SpoolOwners owners = owners_for(config);

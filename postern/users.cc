@@ -352,7 +352,8 @@ UserOptions user_options(const std::vector<std::string>& args, size_t from, cons
   for (size_t i = from; i < args.size(); ++i) {
     const std::string& a = args[i];
     bool takes_value = a == "-m" || a == "-q" || a == "-s";
-    if (a.size() != 2 || a[0] != '-' || allowed.find(a[1]) == std::string::npos || (takes_value && i + 1 == args.size()))
+    bool known = a.size() == 2 && a[0] == '-' && allowed.find(a[1]) != std::string::npos;
+    if (!known || (takes_value && i + 1 == args.size()))
       throw UsageError("unexpected \"" + a + "\"");
     if (a == "-p") o.from_stdin = true;
     else if (a == "-m") o.mailbox = args[++i];
@@ -401,7 +402,8 @@ int user_command(UserDatabase& db, const std::vector<std::string>& args) {
   std::string address = checked_address(args[2]);
   std::string domain = split_address(address).domain;
   if (verb == "quota" && args.size() != 4) throw UsageError("usage: postern user quota ADDRESS BYTES");
-  UserOptions o = verb == "quota" ? UserOptions{} : user_options(args, 3, verb == "add" ? "mqsp" : verb == "passwd" ? "sp" : "");
+  const char* allowed = verb == "add" ? "mqsp" : verb == "passwd" ? "sp" : "";
+  UserOptions o = verb == "quota" ? UserOptions{} : user_options(args, 3, allowed);
   std::optional<uint64_t> quota = verb == "quota" ? std::optional(checked_quota(args[3])) : o.quota;
   std::optional<User> existing = db.user(address);
   if (verb == "add") {

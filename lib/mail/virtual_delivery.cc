@@ -174,8 +174,8 @@ MailboxResult VirtualMailboxes::write(const VirtualMailbox& mailbox, const Deliv
   uint64_t size = maildir_message_size(content);
   if (!mailbox.quota.unlimited()) {
     // A Maildir not made yet holds nothing; deliver_to_maildir creates it.
-    Result<MaildirUsage> usage = ::stat(mailbox.path.c_str(), &st) == 0 ? maildir_usage(mailbox.path, mailbox.quota, true, size)
-                                                                         : Result<MaildirUsage>(MaildirUsage{});
+    bool exists = ::stat(mailbox.path.c_str(), &st) == 0;
+    Result<MaildirUsage> usage = exists ? maildir_usage(mailbox.path, mailbox.quota, true, size) : Result<MaildirUsage>(MaildirUsage{});
     if (!usage) return mailbox_error(EIO, usage.error());
     if (!fits_quota(*usage, mailbox.quota, size)) {
       MailboxResult over;
