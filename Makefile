@@ -22,13 +22,13 @@ CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Wno-missing-field-initializers \
             -Ilib $(shell pkg-config --cflags libmariadb 2>/dev/null) $(SAN_FLAGS) $(SAN_CXXFLAGS)
 CPPFLAGS += -MMD -MP
 LDFLAGS  += $(SAN_FLAGS)
-LDLIBS   += -levent -ldb -lresolv $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \
+LDLIBS   += -levent -levent_openssl -ldb -lresolv $(shell pkg-config --libs libmariadb 2>/dev/null || echo -lmariadb) \
             -lssl -lcrypto -lcrypt
 
 # Programs: one folder each, with its main.cc. Commands are installed in sbin,
 # daemons in daemon_directory ($PREFIX/lib/postern), where master finds them.
 COMMANDS := postconf postmap postalias postern postcat postsuper postqueue sendmail postdrop postpasswd
-DAEMONS  := master pickup cleanup qmgr local auth virtual
+DAEMONS  := master pickup cleanup qmgr local smtpd auth virtual
 PROGRAMS := $(COMMANDS) $(DAEMONS)
 # Programs also run under another name (they look at argv[0]): link:program.
 ALIASES  := newaliases:postalias mailq:postqueue

@@ -22,7 +22,6 @@
 
 #include <chrono>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
 #include "mail/cleanup.h"
@@ -40,30 +39,6 @@ namespace {
 // How long one frame may take to arrive (Postfix's ipc_timeout).
 constexpr Timeout kFrameTimeout = std::chrono::seconds(300);
 
-struct Refused {
-  std::string status;  // "temp" or "perm"
-  std::string reason;
-};
-
-CleanupSettings settings_of(const Config& config) {
-  CleanupSettings s;
-  s.myhostname = config.str("myhostname");
-  s.mail_name = config.str("mail_name");
-  int64_t size = config.bytes("message_size_limit");
-  s.message_size_limit = size > 0 ? static_cast<uint64_t>(size) : 0;
-  int64_t header = config.bytes("header_size_limit");
-  s.header_size_limit = header > 0 ? static_cast<uint64_t>(header) : 102400;
-  return s;
-}
-
-void poke_qmgr(const std::string& spool) {
-  std::string path = spool + "/public/qmgr";
-  struct stat st;
-  if (::stat(path.c_str(), &st) < 0) return;
-  auto fd = connect_unix(path, std::chrono::milliseconds(100));
-  if (!fd) log_debug("qmgr trigger: %s", fd.error().c_str());
-}
-
 // Reads the rest of the message and drops it, so that the client is not left
 // blocked in a write before it can read the refusal.
 Result<void> drain(int sock) {
@@ -78,7 +53,7 @@ Result<void> drain(int sock) {
 
 class Session {
  public:
-  Session(int sock, const Config& config) : sock_(sock), config_(config), settings_(settings_of(config)) {}
+  Session(int sock, const Config& config) : sock_(sock), config_(config) {}
 
   // The reply, or nothing when the connection broke (nothing to answer).
   std::optional<CleanupReply> run() {
@@ -89,7 +64,7 @@ class Session {
     }
     try {
       return receive(*begin);
-    } catch (const Refused& r) {
+    } catch (const CleanupRefusal& r) {
       log_warn("%s%sreject: %s", queue_id_.c_str(), queue_id_.empty() ? "" : ": ", r.reason.c_str());
       if (!end_seen_) {
         auto d = drain(sock_);
@@ -104,84 +79,43 @@ class Session {
 
  private:
   std::optional<CleanupReply> receive(const CleanupBegin& begin) {
-    std::string spool = config_.str("queue_directory");
-    std::string origin = config_.str("myorigin");
-    std::optional<QueueFileWriter> writer;
-    try {
-      writer.emplace(spool + "/incoming");
-    } catch (const SystemError& e) {
-      throw Refused{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
-    }
-    queue_id_ = writer->queue_id();
-    int64_t seconds = begin.arrival_seconds;
-    int32_t micros = begin.arrival_microseconds;
-    if (seconds <= 0) {
-      auto now = std::chrono::system_clock::now().time_since_epoch();
-      seconds = std::chrono::duration_cast<std::chrono::seconds>(now).count();
-      micros = static_cast<int32_t>(std::chrono::duration_cast<std::chrono::microseconds>(now).count() % 1000000);
-    }
-    std::string sender = qualify_address(begin.sender, begin.rewrite_context, origin);
-    CleanupMessage message{queue_id_, sender, begin.full_name, seconds, begin.submit_uid};
-    ContentCleaner cleaner(settings_, message, [&](std::string_view text) { writer->write_content(text); });
-    size_t recipients = 0;
-
-    try {
-      writer->set_arrival_time(seconds, micros);
-      writer->set_sender(sender);
-      if (!begin.envid.empty()) writer->set_envid(begin.envid);
-      if (begin.ret == "F") writer->set_ret(DsnRet::kFull);
-      else if (begin.ret == "H") writer->set_ret(DsnRet::kHeaders);
-      else if (!begin.ret.empty()) throw Refused{"perm", "5.5.4 bad DSN RET value"};
-      for (const CleanupAttribute& a : begin.attributes) {
-        if (a.name.empty() || a.name.size() > kMaxAttributeName || a.name.find('\0') != std::string::npos)
-          throw Refused{"perm", "5.5.4 bad attribute name"};
-        writer->add_attribute(a.name, a.value);
+    IncomingMessage message(config_, begin);
+    queue_id_ = message.queue_id();
+    for (;;) {
+      auto payload = read_frame(sock_, kFrameTimeout);
+      if (!payload) {
+        log_warn("%s: lost connection: %s", queue_id_.c_str(), payload.error().c_str());
+        return std::nullopt;  // the writer removes the file
       }
-      for (;;) {
-        auto payload = read_frame(sock_, kFrameTimeout);
-        if (!payload) {
-          log_warn("%s: lost connection: %s", queue_id_.c_str(), payload.error().c_str());
-          return std::nullopt;  // the writer removes the file
-        }
-        auto type = peek_type(*payload);
-        if (!type) throw Refused{"perm", "5.5.4 bad request: " + type.error()};
-        if (*type == CleanupRecipients::kType) {
-          auto r = decode<CleanupRecipients>(*payload);
-          if (!r) throw Refused{"perm", "5.5.4 bad request: " + r.error()};
-          for (const CleanupRecipient& rcpt : r->recipients) {
-            if (rcpt.address.empty() || rcpt.notify < 0 || rcpt.notify > kNotifyMask)
-              throw Refused{"perm", "5.1.3 bad recipient"};
-            writer->add_recipient(qualify_address(rcpt.address, begin.rewrite_context, origin), rcpt.orcpt,
-                                  static_cast<uint8_t>(rcpt.notify));
-            ++recipients;
-          }
-        } else if (*type == CleanupContent::kType) {
-          auto c = decode<CleanupContent>(*payload);
-          if (!c) throw Refused{"perm", "5.5.4 bad request: " + c.error()};
-          if (!cleaner.feed(c->data)) throw Refused{"perm", cleaner.error()};
-        } else if (*type == CleanupEnd::kType) {
-          end_seen_ = true;
-          break;
-        } else {
-          throw Refused{"perm", "5.5.4 unexpected request " + *type};
-        }
+      auto type = peek_type(*payload);
+      if (!type) throw CleanupRefusal{"perm", "5.5.4 bad request: " + type.error()};
+      if (*type == CleanupRecipients::kType) {
+        auto r = decode<CleanupRecipients>(*payload);
+        if (!r) throw CleanupRefusal{"perm", "5.5.4 bad request: " + r.error()};
+        for (const CleanupRecipient& rcpt : r->recipients) message.add_recipient(rcpt);
+      } else if (*type == CleanupContent::kType) {
+        auto c = decode<CleanupContent>(*payload);
+        if (!c) throw CleanupRefusal{"perm", "5.5.4 bad request: " + c.error()};
+        message.add_content(c->data);
+      } else if (*type == CleanupEnd::kType) {
+        end_seen_ = true;
+        break;
+      } else {
+        throw CleanupRefusal{"perm", "5.5.4 unexpected request " + *type};
       }
-      if (!cleaner.finish()) throw Refused{"perm", cleaner.error()};
-      if (recipients == 0) throw Refused{"perm", "5.1.3 no recipients specified"};
-      writer->commit();
-    } catch (const SystemError& e) {
-      throw Refused{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
-    } catch (const std::length_error& e) {  // a record over the queue file's limits
-      throw Refused{"perm", std::string("5.3.4 ") + e.what()};
     }
-    log_info("%s: message-id=%s", queue_id_.c_str(), cleaner.message_id().c_str());
-    poke_qmgr(spool);
+    try {
+      message.finish().commit();
+    } catch (const SystemError& e) {
+      throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
+    }
+    log_info("%s: message-id=%s", queue_id_.c_str(), message.message_id().c_str());
+    poke_qmgr(config_.str("queue_directory"));
     return CleanupReply{"ok", queue_id_, ""};
   }
 
   int sock_;
   const Config& config_;
-  CleanupSettings settings_;
   std::string queue_id_;
   bool end_seen_ = false;
 };

@@ -1,11 +1,18 @@
 #include "mail/cleanup.h"
 
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cstring>
+#include <chrono>
 #include <ctime>
+#include <stdexcept>
 #include <utility>
 
+#include "mail/config.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/socket.h"
 #include "util/strings.h"
 
 namespace postern {
@@ -143,7 +150,9 @@ void ContentCleaner::end_header() {
     }
   }
   const std::string& host = settings_.myhostname;
-  if (message_.submit_uid >= 0) {
+  if (!message_.received.empty()) {
+    out.insert(0, message_.received);
+  } else if (message_.submit_uid >= 0) {
     // Postfix puts it first; a local submission has no earlier hop to record.
     out.insert(0, format("Received: by %s (%s, from userid %lld)\n\tid %s; %s\n", host.c_str(),
                          settings_.mail_name.c_str(), static_cast<long long>(message_.submit_uid),
@@ -183,6 +192,101 @@ bool ContentCleaner::finish() {
     body_mid_line_ = false;
   }
   return !failed();
+}
+
+CleanupSettings cleanup_settings(const Config& config) {
+  CleanupSettings s;
+  s.myhostname = config.str("myhostname");
+  s.mail_name = config.str("mail_name");
+  int64_t size = config.bytes("message_size_limit");
+  s.message_size_limit = size > 0 ? static_cast<uint64_t>(size) : 0;
+  int64_t header = config.bytes("header_size_limit");
+  s.header_size_limit = header > 0 ? static_cast<uint64_t>(header) : 102400;
+  return s;
+}
+
+IncomingMessage::IncomingMessage(const Config& config, const CleanupBegin& begin, const ReceivedMaker& received)
+    : spool_(config.str("queue_directory")),
+      origin_(config.str("myorigin")),
+      rewrite_context_(begin.rewrite_context),
+      settings_(cleanup_settings(config)) {
+  try {
+    writer_ = std::make_unique<QueueFileWriter>(incoming_folder());
+  } catch (const SystemError& e) {
+    throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
+  }
+  queue_id_ = writer_->queue_id();
+  int64_t seconds = begin.arrival_seconds;
+  int32_t micros = begin.arrival_microseconds;
+  if (seconds <= 0) {
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    seconds = std::chrono::duration_cast<std::chrono::seconds>(now).count();
+    micros = static_cast<int32_t>(std::chrono::duration_cast<std::chrono::microseconds>(now).count() % 1000000);
+  }
+  std::string sender = qualify_address(begin.sender, rewrite_context_, origin_);
+  CleanupMessage message{queue_id_, sender, begin.full_name, seconds, begin.submit_uid,
+                         received ? received(queue_id_) : std::string()};
+  cleaner_ = std::make_unique<ContentCleaner>(settings_, std::move(message),
+                                              [this](std::string_view text) { writer_->write_content(text); });
+  try {
+    writer_->set_arrival_time(seconds, micros);
+    writer_->set_sender(sender);
+    if (!begin.envid.empty()) writer_->set_envid(begin.envid);
+    if (begin.ret == "F") writer_->set_ret(DsnRet::kFull);
+    else if (begin.ret == "H") writer_->set_ret(DsnRet::kHeaders);
+    else if (!begin.ret.empty()) throw CleanupRefusal{"perm", "5.5.4 bad DSN RET value"};
+    for (const CleanupAttribute& a : begin.attributes) {
+      if (a.name.empty() || a.name.size() > kMaxAttributeName || a.name.find('\0') != std::string::npos)
+        throw CleanupRefusal{"perm", "5.5.4 bad attribute name"};
+      writer_->add_attribute(a.name, a.value);
+    }
+  } catch (const SystemError& e) {
+    throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
+  } catch (const std::length_error& e) {  // a record over the queue file's limits
+    throw CleanupRefusal{"perm", std::string("5.3.4 ") + e.what()};
+  }
+}
+
+void IncomingMessage::add_recipient(const CleanupRecipient& rcpt) {
+  if (rcpt.address.empty() || rcpt.notify < 0 || rcpt.notify > kNotifyMask)
+    throw CleanupRefusal{"perm", "5.1.3 bad recipient"};
+  try {
+    writer_->add_recipient(qualify_address(rcpt.address, rewrite_context_, origin_), rcpt.orcpt,
+                           static_cast<uint8_t>(rcpt.notify));
+  } catch (const SystemError& e) {
+    throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
+  } catch (const std::length_error& e) {
+    throw CleanupRefusal{"perm", std::string("5.3.4 ") + e.what()};
+  }
+  ++recipients_;
+}
+
+void IncomingMessage::add_content(std::string_view text) {
+  try {
+    if (!cleaner_->feed(text)) throw CleanupRefusal{"perm", cleaner_->error()};
+  } catch (const SystemError& e) {
+    throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
+  }
+}
+
+QueueFileWriter& IncomingMessage::finish() {
+  try {
+    if (!cleaner_->finish()) throw CleanupRefusal{"perm", cleaner_->error()};
+  } catch (const SystemError& e) {
+    throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
+  }
+  if (recipients_ == 0) throw CleanupRefusal{"perm", "5.1.3 no recipients specified"};
+  return *writer_;
+}
+
+std::unique_ptr<QueueFileWriter> IncomingMessage::release() { return std::move(writer_); }
+
+void poke_qmgr(const std::string& spool) {
+  std::string path = spool + "/public/qmgr";
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) return;
+  auto fd = connect_unix(path, std::chrono::milliseconds(100));
+  if (!fd) log_debug("qmgr trigger: %s", fd.error().c_str());
 }
 
 }  // namespace postern

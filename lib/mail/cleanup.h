@@ -12,17 +12,25 @@
 //     when missing; what is there is kept as it is, folding included.  The added
 //     fields follow the existing ones, then the header ends with an empty line
 //     (also when the message had none, or no header at all).
+//
+// IncomingMessage is the one writer of new queue files in incoming, for cleanup
+// (one message per protocol connection) and smtpd (in process, committed by its
+// group-commit thread): envelope checks, qualification, the content through a
+// ContentCleaner, into a QueueFileWriter.
 // Not done yet: Resent-* variants, To: undisclosed-recipients, header rewriting,
 // recipient extraction (sendmail -t does it before the queue).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mail/cleanup_protocol.h"
+#include "mail/queue_file.h"
 #include "mail/submission.h"
 
 namespace postern {
@@ -51,6 +59,9 @@ struct CleanupMessage {
   std::string full_name;  // display name for an added From:
   int64_t arrival_seconds = 0;
   int64_t submit_uid = -1;  // >= 0: a local submission, which gets a Received: field
+  // A Received: field the caller made (smtpd), whole with its folding and final LF;
+  // it goes first in the header.
+  std::string received;
 };
 
 // Processes the content as it streams in and passes the result to out, the header
@@ -86,5 +97,52 @@ class ContentCleaner {
   uint64_t field_size_ = 0;
   std::string message_id_;
 };
+
+class Config;
+CleanupSettings cleanup_settings(const Config& config);
+
+// Why a message was not queued: "temp" (the system failed; try again) or "perm"
+// (the message is wrong), with an enhanced status code in reason ("5.3.4 ...").
+struct CleanupRefusal {
+  std::string status;
+  std::string reason;
+};
+
+// A message on its way into SPOOL/incoming.  Every method throws CleanupRefusal;
+// a message destroyed without commit leaves nothing in the queue.
+class IncomingMessage {
+ public:
+  // received: a Received: field for CleanupMessage::received, made by a caller
+  // that needs the queue ID (given to it) in the field.
+  using ReceivedMaker = std::function<std::string(const std::string& queue_id)>;
+  IncomingMessage(const Config& config, const CleanupBegin& begin, const ReceivedMaker& received = {});
+  IncomingMessage(const IncomingMessage&) = delete;  // the cleaner's output holds `this`
+  IncomingMessage& operator=(const IncomingMessage&) = delete;
+
+  const std::string& queue_id() const { return queue_id_; }
+  void add_recipient(const CleanupRecipient& recipient);
+  void add_content(std::string_view text);
+  uint64_t content_size() const { return cleaner_->input_size(); }
+  const std::string& message_id() const { return cleaner_->message_id(); }
+  // Ends the content and checks the envelope; the writer is then ready to commit.
+  QueueFileWriter& finish();
+  // The writer, for a committer on another thread; the message is then spent.
+  std::unique_ptr<QueueFileWriter> release();
+  std::string incoming_folder() const { return spool_ + "/incoming"; }
+
+ private:
+  std::string spool_;
+  std::string origin_;
+  std::string rewrite_context_;
+  CleanupSettings settings_;
+  std::unique_ptr<QueueFileWriter> writer_;
+  std::string queue_id_;
+  std::unique_ptr<ContentCleaner> cleaner_;
+  size_t recipients_ = 0;
+};
+
+// Pokes the queue manager through SPOOL/public/qmgr when it exists (a connect
+// and close; failures are ignored: qmgr scans incoming on its own anyway).
+void poke_qmgr(const std::string& spool);
 
 }  // namespace postern

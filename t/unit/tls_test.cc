@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "mail/config.h"
+#include "mail/tls_config.h"
 #include "util/error.h"
 #include "util/socket.h"
 #include "util/tls.h"
@@ -399,4 +401,35 @@ TEST_CASE("a peer that speaks plain text instead of TLS is refused", "[tls]") {
   auto stream = TlsStream::accept(std::move(a), server_ctx.get(), 5s);
   REQUIRE_FALSE(stream.ok());
   CHECK_THAT(stream.error(), Contains("TLS handshake: ") && Contains("wrong version number"));
+}
+
+TEST_CASE("contexts from main.cf use the parameter families and say where a bad value was set", "[tls]") {
+  std::string main_cf = "myhostname = mx.example.com\n"
+                        "smtpd_tls_cert_file = " + pki().server_cert + "\n"
+                        "smtpd_tls_key_file = " + pki().server_key + "\n"
+                        "smtpd_tls_mandatory_protocols = TLSv1.2\n"
+                        "smtp_tls_CAfile = " + pki().ca_file + "\n";
+  Config config = Config::parse(pki().dir.path, main_cf);
+  TlsServerSettings settings = tls_server_settings(config, "smtpd_tls_", false);
+  CHECK(settings.protocols == ">=TLSv1.2");
+  CHECK(settings.cipher_grade == "medium");
+  CHECK(settings.cipher_lists.medium == "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH");
+  CHECK(settings.session_timeout == std::chrono::seconds(3600));
+  CHECK(tls_server_settings(config, "smtpd_tls_", true).protocols == "TLSv1.2");
+
+  SslCtxPtr server_ctx = make_server_context(config, "smtpd_tls_", true);
+  SslCtxPtr client_ctx = make_client_context(config, "smtp_tls_", TlsVerify::kVerify, false);
+  auto outcome = handshake(server_ctx.get(), client_ctx.get());
+  REQUIRE(outcome.client.ok());
+  CHECK_THAT(outcome.client->describe(), Catch::Matchers::StartsWith("TLSv1.2 with cipher ECDHE-ECDSA-"));
+  CHECK(tls_peer_verified(outcome.client->ssl()));
+
+  Config mismatched = Config::parse(pki().dir.path, main_cf + "smtpd_tls_key_file = " + pki().other_key + "\n");
+  CHECK_THROWS_WITH(make_server_context(mismatched, "smtpd_tls_", false),
+                    pki().dir.path + "/main.cf:6: smtpd_tls_key_file = " + pki().other_key +
+                        ": the private key does not match the certificate in smtpd_tls_cert_file = " +
+                        pki().server_cert);
+  Config bad_curves = Config::parse(pki().dir.path, main_cf + "tls_eecdh_auto_curves = nosuch\n");
+  CHECK_THROWS_WITH(make_server_context(bad_curves, "smtpd_tls_", false),
+                    Catch::Matchers::StartsWith(pki().dir.path + "/main.cf:6: tls_eecdh_auto_curves = nosuch: "));
 }
