@@ -2,10 +2,12 @@
 #include "mail/virtual_alias.h"
 
 #include <algorithm>
+#include <memory>
 #include <set>
 
 #include "mail/address.h"
 #include "mail/address_keys.h"
+#include "util/error.h"
 #include "util/strings.h"
 
 namespace postern {
@@ -121,6 +123,36 @@ class Expander {
 
 AliasExpansion expand_virtual_aliases(TableList& maps, std::string_view address, const VirtualAliasOptions& options) {
   return Expander(maps, options).run(address);
+}
+
+VirtualAliases::VirtualAliases(const Config& config) {
+  try {
+    maps_ = TableList(config.str("virtual_alias_maps"));
+  } catch (const ConfigError& e) {
+    const Config::Entry* entry = config.entry("virtual_alias_maps");
+    if (!entry) throw;
+    throw ConfigError(entry->file, entry->line, std::string("virtual_alias_maps: ") + e.what());
+  }
+  options_.delimiters = config.str("recipient_delimiter");
+  options_.myorigin = config.str("myorigin");
+  options_.max_depth = size_t(config.integer("virtual_alias_recursion_limit"));
+  options_.max_size = size_t(config.integer("virtual_alias_expansion_limit"));
+  std::set<std::string> local;
+  for (const std::string& domain : config.list("mydestination")) local.insert(lowercase(domain));
+  options_.is_local_domain = [local](std::string_view domain) { return local.count(std::string(domain)) > 0; };
+}
+
+AliasExpansion VirtualAliases::expand(std::string_view address) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return expand_virtual_aliases(maps_, address, options_);
+}
+
+VirtualAliases& process_virtual_aliases(const Config& config) {
+  static std::mutex opening;
+  static std::unique_ptr<VirtualAliases> aliases;
+  std::lock_guard<std::mutex> lock(opening);
+  if (!aliases) aliases = std::make_unique<VirtualAliases>(config);
+  return *aliases;
 }
 
 }  // namespace postern

@@ -19,10 +19,12 @@
 
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mail/config.h"
 #include "mail/table.h"
 
 namespace postern {
@@ -49,5 +51,25 @@ struct AliasExpansion {
 // Expands one recipient (internal form) through maps. An empty maps list gives the
 // address back unchanged.
 AliasExpansion expand_virtual_aliases(TableList& maps, std::string_view address, const VirtualAliasOptions& options);
+
+// virtual_alias_maps as main.cf sets it up (recipient_delimiter, myorigin,
+// mydestination, virtual_alias_recursion_limit, virtual_alias_expansion_limit),
+// for cleanup and smtpd's IncomingMessage.
+class VirtualAliases {
+ public:
+  // Opens the tables; throws ConfigError naming main.cf:line for a bad one.
+  explicit VirtualAliases(const Config& config);
+  // Safe to call from several threads (lookups take turns).
+  AliasExpansion expand(std::string_view address);
+
+ private:
+  std::mutex mutex_;
+  TableList maps_;
+  VirtualAliasOptions options_;
+};
+
+// The process's VirtualAliases, opened on first use and kept (mysql: connections
+// stay open; hash: tables follow rebuilds). A failed open throws and is tried again.
+VirtualAliases& process_virtual_aliases(const Config& config);
 
 }  // namespace postern

@@ -9,6 +9,7 @@ Messages are queued by sendmail -> pickup -> cleanup; the test then plays the qu
 manager: it moves the queue file to active/ and sends virtual a DeliveryRequest
 over private/virtual (lib/mail/delivery_protocol.h, lib/util/codec.h)."""
 import os
+import pwd
 import re
 import socket
 import struct
@@ -32,6 +33,12 @@ SENDER = "alice@example.org"
 USERS = [("ann@a.example", "a.example/ann/", 1000000),
          ("bob@b.example", "b.example/bob", 0),
          ("cat@b.example", "b.example/cat/", 0)]
+
+# (address or @domain, where mail goes) in virtual_alias_maps
+ALIASES = [("info@a.example", "ann@a.example, cat@b.example"),
+           ("@c.example", "bob@b.example"),
+           ("loop1@a.example", "loop2@a.example"),
+           ("loop2@a.example", "loop1@a.example")]
 
 
 # --- the codec (lib/util/codec.h) ---------------------------------------------------
@@ -103,6 +110,16 @@ def queue_records(path):
     return out
 
 
+def orcpts(path):
+    """{address: ORCPT} of the recipient records."""
+    found = {}
+    for _, rtype, data in queue_records(path):
+        if rtype in "RD":
+            (orcpt_len,) = struct.unpack(">H", data[1:3])
+            found[data[3 + orcpt_len:].decode()] = data[3:3 + orcpt_len].decode()
+    return found
+
+
 def recipients(path, types="R"):
     """{address: offset} of the recipient records of the given types (R undone, D done)."""
     found = {}
@@ -131,6 +148,7 @@ class Instance(MailInstance):
         else:
             maps = self.mysql_tables()
         self.main_cf += ("virtual_mailbox_domains = %(domains)s\nvirtual_mailbox_maps = %(mailboxes)s\n"
+                         "virtual_alias_domains = c.example\nvirtual_alias_maps = %(aliases)s\n"
                          "virtual_mailbox_limit_maps = %(quota)s\nvirtual_mailbox_base = %(base)s\n"
                          "virtual_uid_maps = static:%(uid)d\nvirtual_gid_maps = static:%(gid)d\n"
                          "recipient_delimiter = +\n"
@@ -142,8 +160,10 @@ class Instance(MailInstance):
         self.write_table("vdomains", "a.example OK\nb.example OK\n")
         self.write_table("vmailbox", "".join("%s %s\n" % (a, m) for a, m, _ in USERS))
         self.write_quota({a: q for a, _, q in USERS})
+        self.write_table("valias", "".join("%s %s\n" % (a, t) for a, t in ALIASES))
         return {k: "hash:" + os.path.join(self.confdir, f)
-                for k, f in (("domains", "vdomains"), ("mailboxes", "vmailbox"), ("quota", "vquota"))}
+                for k, f in (("domains", "vdomains"), ("mailboxes", "vmailbox"), ("quota", "vquota"),
+                             ("aliases", "valias"))}
 
     def write_table(self, name, text):
         path = os.path.join(self.confdir, name)
@@ -157,16 +177,20 @@ class Instance(MailInstance):
 
     def mysql_tables(self):
         db = self.db
+        os.chmod(db.dir, 0o711)  # cleanup, as mail_owner, reaches the server's socket there
         with open(os.path.join(TOP, "conf", "mysql-schema.sql")) as f:
             schema = f.read()
         db.sql("DROP TABLE IF EXISTS aliases, users, domains;\n" + schema, database=db.database)
         rows = ",".join("('%s', '%s', '*', '%s', %d)" % (a, a.split("@")[1], m, q) for a, m, q in USERS)
-        db.sql("INSERT INTO domains (domain) VALUES ('a.example'), ('b.example');\n"
-               "INSERT INTO users (email, domain, password, maildir, quota) VALUES %s;" % rows,
+        aliases = ",".join("('%s', '%s', '%s')" % (a, a.split("@")[1], t) for a, t in ALIASES)
+        db.sql("INSERT INTO domains (domain, class) VALUES ('a.example', 'mailbox'), ('b.example', 'mailbox'),"
+               " ('c.example', 'alias');\n"
+               "INSERT INTO users (email, domain, password, maildir, quota) VALUES %s;\n"
+               "INSERT INTO aliases (address, domain, goto) VALUES %s;" % (rows, aliases),
                database=db.database)
         maps = {}
         for key, name in (("domains", "mysql_virtual_domains.cf"), ("mailboxes", "mysql_virtual_mailboxes.cf"),
-                          ("quota", "mysql_virtual_quota.cf")):
+                          ("quota", "mysql_virtual_quota.cf"), ("aliases", "mysql_virtual_aliases.cf")):
             with open(os.path.join(TOP, "conf", name)) as f:
                 text = f.read()
             text = re.sub(r"(?m)^hosts = .*$", "hosts = unix:" + db.socket, text)
@@ -177,6 +201,8 @@ class Instance(MailInstance):
             with open(path, "w") as f:
                 f.write(text + "retry_interval = 1\n")
             os.chmod(path, 0o600)
+            if key == "aliases":  # cleanup reads it as mail_owner
+                os.chown(path, pwd.getpwnam(self.owner).pw_uid, -1)
             maps[key] = "mysql:" + path
         return maps
 
@@ -190,11 +216,11 @@ class Instance(MailInstance):
             self.db.sql("UPDATE users SET quota = %d WHERE email = '%s'" % (quota, address),
                         database=self.db.database)
 
-    def queue_message(self, rcpts, body="hello\n"):
+    def queue_message(self, rcpts, body="hello\n", timeout=15):
         """Queues a message and moves it to active/; returns its path there."""
         before = set(self.queue("incoming"))
         self.sendmail("-f", SENDER, *rcpts, input="Subject: test\n\n" + body)
-        assert wait_for(lambda: set(self.queue("incoming")) - before, 15), self.log()
+        assert wait_for(lambda: set(self.queue("incoming")) - before, timeout), self.log()
         [qid] = set(self.queue("incoming")) - before
         active = os.path.join(self.spool, "active", qid)
         os.rename(os.path.join(self.spool, "incoming", qid), active)
@@ -352,6 +378,48 @@ def test_mariadb_stopped_mid_run_defers_then_delivers(mariadb_server):
         results = inst.deliver(path)
         assert all(r[0] == "ok" for r in results.values()), results
         assert len(inst.messages("ann@a.example")) == 1 and len(inst.messages("cat@b.example")) == 1
+    finally:
+        inst.stop()
+
+
+def test_virtual_aliases_expand_in_cleanup_and_the_results_are_delivered(inst):
+    path = inst.queue_message(["info@a.example", "Someone@c.example"])
+    # One-to-many and the catch-all of an alias domain, each with its original as ORCPT.
+    assert orcpts(path) == {"ann@a.example": "rfc822;info@a.example", "cat@b.example": "rfc822;info@a.example",
+                            "bob@b.example": "rfc822;Someone@c.example"}
+    results = inst.deliver(path)
+    assert all(r[0] == "ok" for r in results.values()), results
+    assert len(inst.messages("ann@a.example")) == 1 and len(inst.messages("cat@b.example")) == 1
+
+
+def test_a_virtual_alias_loop_is_refused_and_kept_not_dropped(inst):
+    inst.sendmail("-f", SENDER, "loop1@a.example", input="Subject: round and round\n\nhi\n")
+    # cleanup refuses it for good; pickup keeps it (in corrupt until it can return it to the sender).
+    assert wait_for(lambda: inst.queue("corrupt"), 15), inst.log()
+    assert "reject: 5.4.6 virtual alias loop: loop1@a.example -> loop2@a.example -> loop1@a.example" in inst.log()
+    assert inst.queue("incoming") == [] and inst.queue("maildrop") == []
+
+
+def test_mariadb_down_while_expanding_aliases_keeps_the_message_until_it_is_back(mariadb_server):
+    inst = Instance("mysql", mariadb_server)
+    inst.start()
+    try:
+        mariadb_server.stop()
+        try:
+            inst.sendmail("-f", SENDER, "info@a.example", input="Subject: later\n\nhi\n")
+            assert wait_for(lambda: "virtual_alias_maps lookup of info@a.example failed" in inst.log(), 15), \
+                inst.log()
+            assert inst.queue("incoming") == []
+            assert len(inst.queue("maildrop")) == 1  # kept, not bounced, not dropped
+        finally:
+            mariadb_server.start()
+        time.sleep(1.2)  # retry_interval = 1 in the test's .cf files
+        # The next submission pokes pickup, which scans maildrop again: both are queued now.
+        inst.sendmail("-f", SENDER, "cat@b.example", input="Subject: poke\n\nhi\n")
+        assert wait_for(lambda: len(inst.queue("incoming")) == 2, 30), inst.log()
+        queued = [set(recipients(os.path.join(inst.spool, "incoming", q))) for q in inst.queue("incoming")]
+        assert sorted(queued, key=len) == [{"cat@b.example"}, {"ann@a.example", "cat@b.example"}]
+        assert inst.queue("maildrop") == []
     finally:
         inst.stop()
 
