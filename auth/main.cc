@@ -127,11 +127,15 @@ class Authenticator {
     switch (check.outcome) {
       case PasswordCheck::kMatch: return {std::string(kAuthOk), canonical, {}};
       case PasswordCheck::kMismatch: return fail("wrong password");
-      case PasswordCheck::kLocked: return fail(check.reason);
-      case PasswordCheck::kRefused: break;
+      case PasswordCheck::kLocked: break;
+      case PasswordCheck::kRefused:
+        log_warn("user=<%s>: %s entry refused, never compared: %s (make a new one with postpasswd)",
+                 canonical.c_str(), source, check.reason.c_str());
+        break;
     }
-    log_warn("user=<%s>: %s entry refused, never compared: %s (make a new one with postpasswd)", canonical.c_str(),
-             source, check.reason.c_str());
+    // As long as a real check, so that no answer tells what kind of entry a user has.
+    check_password_decoy(request.password);
+    if (check.outcome == PasswordCheck::kLocked) return fail(check.reason);
     return fail("password entry refused: " + check.reason);
   }
 

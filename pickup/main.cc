@@ -15,13 +15,19 @@
 // header.  Then, by cleanup's answer:
 //   ok    the maildrop file is removed (only now: the message is in incoming);
 //   temp  or no answer at all: the file stays for the next scan;
-//   perm  the message can never be queued (too big, NUL bytes): the file is moved
-//         to corrupt for the administrator and the reason logged.  Postfix
-//         bounces it to the sender instead; that waits for a bounce service.
-// A file the reader finds corrupt is moved to corrupt as well; a file that is
-// incomplete but old (its writer died) is removed, as the startup scan does.
+//   perm  the message can never be queued (too big, NUL bytes): as Postfix does,
+//         pickup sends the sender a non-delivery notice with cleanup's reason
+//         (lib/mail/dsn_notice.h, through cleanup; a message from the null sender
+//         goes to postmaster, one from the double-bounce sender is dropped) and
+//         removes the file once the notice is queued; if it cannot be queued the
+//         file stays for the next scan.
+// A file the reader cannot read (corrupt, or complete but cut short) is moved to
+// corrupt; a file that is incomplete but old (its writer died) is removed, as
+// the startup scan does.
 //
-// Log: "QUEUEID: uid=N from=<sender>" with cleanup's queue ID for each message.
+// Log: "QUEUEID: uid=N from=<sender>" with cleanup's queue ID for each message;
+// for a refused one "maildrop/ID: uid=N from=<sender>: rejected: REASON",
+// "maildrop/ID: sender non-delivery notification: NEWID", "maildrop/ID: removed".
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,15 +37,15 @@
 #include <ctime>
 #include <string>
 
-#include "mail/cleanup_protocol.h"
+#include "mail/cleanup_client.h"
 #include "mail/daemon.h"
+#include "mail/dsn_notice.h"
 #include "mail/queue_file.h"
 #include "mail/queue_id.h"
 #include "mail/spool.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/socket.h"
-#include "util/strings.h"
 
 namespace postern {
 namespace {
@@ -53,15 +59,9 @@ enum class Outcome { kDone, kRetry, kRejected };
 // Sends one maildrop file to cleanup.  Sets queue_id (cleanup's) or reason.
 Outcome send_to_cleanup(const std::string& spool, const QueueFile& file, uid_t uid, std::string& queue_id,
                         std::string& reason) {
-  auto fd = connect_unix(spool + "/public/cleanup", std::chrono::seconds(10));
-  if (!fd) {
-    reason = "connect to cleanup: " + fd.error();
-    return Outcome::kRetry;
-  }
-  int sock = fd->get();
-  auto hello = read_hello(sock, kCleanupService, kCleanupTimeout);
-  if (!hello) {
-    reason = "cleanup: " + hello.error();
+  auto client = CleanupClient::connect(spool, kCleanupTimeout);
+  if (!client) {
+    reason = client.error();
     return Outcome::kRetry;
   }
   const QueueEnvelope& env = file.envelope();
@@ -79,47 +79,32 @@ Outcome send_to_cleanup(const std::string& spool, const QueueFile& file, uid_t u
     else if (name == "rewrite_context") begin.rewrite_context = value;
     else begin.attributes.push_back({name, value});
   }
-  auto check = [&](const Result<void>& r) {
-    if (!r) {
-      reason = "write to cleanup: " + r.error();
-      return false;
-    }
-    return true;
-  };
-  if (!check(write_message(sock, begin, kCleanupTimeout))) return Outcome::kRetry;
-
+  Result<void> sent = client->begin(begin);
   // Recipients before the content, then those after it (extracted from the
-  // header by sendmail -t), in batches, so the queue file keeps their places.
+  // header by sendmail -t), so the queue file keeps their places.
   auto send_recipients = [&](bool after_content) {
-    CleanupRecipients batch;
-    auto flush = [&] {
-      bool ok = batch.recipients.empty() || check(write_message(sock, batch, kCleanupTimeout));
-      batch.recipients.clear();
-      return ok;
-    };
     for (const QueueRecipient& r : env.recipients) {
+      if (!sent) return;
       if (r.done || (r.offset > env.content_offset) != after_content) continue;
-      batch.recipients.push_back({r.address, r.orcpt, r.notify});
-      if (batch.recipients.size() >= kCleanupRecipientBatch && !flush()) return false;
+      sent = client->add_recipient({r.address, r.orcpt, r.notify});
     }
-    return flush();
   };
-  if (!send_recipients(false)) return Outcome::kRetry;
-  CleanupContent chunk;
+  send_recipients(false);
   std::string buffer(kCleanupChunk, '\0');
-  for (uint64_t pos = 0;;) {
+  for (uint64_t pos = 0; sent;) {
     size_t n = file.read_content(pos, buffer.data(), buffer.size());
     if (n == 0) break;
     pos += n;
-    chunk.data.assign(buffer.data(), n);
-    if (!check(write_message(sock, chunk, kCleanupTimeout))) return Outcome::kRetry;
+    sent = client->write_content({buffer.data(), n});
   }
-  if (!send_recipients(true)) return Outcome::kRetry;
-  if (!check(write_message(sock, CleanupEnd{}, kCleanupTimeout))) return Outcome::kRetry;
-
-  auto reply = read_message<CleanupReply>(sock, kCleanupTimeout);
+  send_recipients(true);
+  if (!sent) {
+    reason = sent.error();
+    return Outcome::kRetry;
+  }
+  auto reply = client->finish();
   if (!reply) {
-    reason = "cleanup: " + reply.error();
+    reason = reply.error();
     return Outcome::kRetry;
   }
   if (reply->status == "ok" && is_valid_queue_id(reply->queue_id)) {
@@ -136,7 +121,41 @@ void quarantine(const std::string& spool, const std::string& id, const std::stri
   else log_error("maildrop/%s: %s; cannot move to corrupt: %s", id.c_str(), why.c_str(), moved.error().c_str());
 }
 
-void pick_up(const std::string& spool, const std::string& id) {
+// A message cleanup refused for good goes back to its sender with cleanup's
+// reason (lib/mail/dsn_notice.h); the maildrop file is removed once the notice
+// is queued.  Without the notice the file stays and the next scan tries again.
+void return_to_sender(const std::string& spool, const NoticeSettings& settings, const QueueFile& file,
+                      const std::string& path, const std::string& reason, uid_t uid) {
+  const std::string& id = file.queue_id();
+  const QueueEnvelope& env = file.envelope();
+  // cleanup's reason starts with its enhanced status code: "5.3.4 message file too big".
+  std::string status = "5.0.0", text = reason;
+  if (auto space = reason.find(' '); space != std::string::npos && reason[0] == '5' && reason[1] == '.') {
+    status = reason.substr(0, space);
+    text = reason.substr(space + 1);
+  }
+  std::vector<StatusRecord> records;
+  for (const QueueRecipient& r : env.recipients)
+    if (!r.done) records.push_back({r.address, r.orcpt, r.notify, int64_t(r.offset), status, "failed", text, ""});
+  log_info("maildrop/%s: uid=%lu from=<%s>: rejected: %s", id.c_str(), static_cast<unsigned long>(uid),
+           env.sender.c_str(), reason.c_str());
+  auto notice = send_notice(spool, settings, NoticeKind::kFailure, file, records, kCleanupTimeout);
+  if (!notice) {
+    log_warn("maildrop/%s: non-delivery notice not sent: %s; will try again", id.c_str(), notice.error().c_str());
+    return;
+  }
+  if (notice->notice_id.empty())
+    log_info("maildrop/%s: %s: no non-delivery notice sent", id.c_str(), notice->why_none.c_str());
+  else
+    log_info("maildrop/%s: %s non-delivery notification: %s", id.c_str(), env.sender.empty() ? "postmaster" : "sender",
+             notice->notice_id.c_str());
+  if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+    log_error("maildrop/%s: returned to sender but not removed: %m", id.c_str());
+  else
+    log_info("maildrop/%s: removed", id.c_str());
+}
+
+void pick_up(const std::string& spool, const NoticeSettings& settings, const std::string& id) {
   std::string path = queue_file_path(spool, QueueName::kMaildrop, id);
   QueueFileStatus status = QueueFileStatus::kOk;
   auto file = QueueFile::open(path, 0, &status);
@@ -177,14 +196,14 @@ void pick_up(const std::string& spool, const std::string& id) {
                static_cast<unsigned long>(st.st_uid), sender.c_str(), reason.c_str());
       break;
     case Outcome::kRejected:
-      quarantine(spool, id, format("uid=%lu from=<%s>: rejected: %s", static_cast<unsigned long>(st.st_uid),
-                                   sender.c_str(), reason.c_str()));
+      return_to_sender(spool, settings, *file, path, reason, st.st_uid);
       break;
   }
 }
 
 void scan(const DaemonContext& context) {
   std::string spool = context.config.str("queue_directory");
+  NoticeSettings settings = NoticeSettings::from_config(context.config);
   std::vector<std::string> ids;
   try {
     ids = list_queue(spool, QueueName::kMaildrop);
@@ -194,7 +213,7 @@ void scan(const DaemonContext& context) {
   }
   for (const std::string& id : ids) {
     try {
-      pick_up(spool, id);
+      pick_up(spool, settings, id);
     } catch (const SystemError& e) {  // reading the content failed: try again later
       log_warn("maildrop/%s: %s", id.c_str(), e.what());
     }

@@ -1,5 +1,4 @@
-// postpasswd: makes a password hash for auth_password_maps, like Dovecot's
-// `doveadm pw`.
+// postpasswd: makes a password hash for auth_password_maps, as doveadm pw does.
 //   postpasswd [-s scheme] [-p]
 // Asks for the password twice on the terminal, without echo, and prints its hash
 // on standard output, ready to be the value of a table entry:

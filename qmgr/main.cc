@@ -11,31 +11,55 @@
 // queue_run_delay: a deferred file whose mtime has passed is due again.
 //
 // Each message found is moved to active and its undone recipients are sorted by
-// transport.  A recipient without a domain or with a domain in mydestination goes
-// to local_transport ("local:$myhostname": socket private/local, nexthop
-// $myhostname); any other domain is deferred with "no transport for DOMAIN yet"
-// until the smtp client exists: kept, never bounced, never dropped.  One
-// DeliveryRequest per message goes to the agent (lib/mail/delivery_protocol.h),
-// and its per-recipient results are applied:
+// transport and nexthop by lib/mail/transport.h (transport_maps, then the address
+// class: local_transport, virtual_transport, relay_transport, default_transport,
+// relayhost).  A routing table that fails temporarily defers the recipient; the
+// "error" transport bounces it with its nexthop as the reason.  One
+// DeliveryRequest per message and transport/nexthop goes to the agent at
+// private/TRANSPORT (lib/mail/delivery_protocol.h), one after another, and its
+// per-recipient results are applied:
 //   ok      the recipient is marked done (the agent did so already; marking twice
 //           is harmless);
 //   defer   a block recipient=, status=, reason= is appended to defer/ID;
-//   bounce  there is no bounce service yet: the recipient stays undone, the reason
-//           goes to bounce/ID and the log ("would bounce"), and the message is
-//           moved to hold for the administrator, so no mail is lost.
+//   bounce  the block goes to bounce/ID, which is fsynced before the recipient is
+//           marked done: the notice is made from that log, so it cannot be lost.
 // A connection that fails or breaks before the reply defers every recipient it
-// carried.  Then: no recipient left undone -> the file and its status logs are
-// removed; any bounced -> hold; otherwise -> deferred, with its mtime set to
-// now + backoff, where backoff is the age of the message bounded by
-// minimal_backoff_time and maximal_backoff_time (Postfix's rule: the interval
-// roughly doubles with each attempt).
+// carried.
 //
-// First cut: at most kMaxInFlight deliveries at once, over all transports, and
-// messages are handled in arrival order; no per-destination concurrency, no
-// maximal_queue_lifetime (a message is never returned to its sender yet).
+// Expiry: a message older than maximal_queue_lifetime (bounce_queue_lifetime
+// when its sender is the null sender; 0 means one attempt) has its undone
+// recipients bounced with their last defer status and reason
+// ("status=expired, returned to sender"), as Postfix does.
+//
+// Before a message leaves active, if bounce/ID exists, qmgr asks the bounce
+// service (private/bounce, lib/mail/bounce_protocol.h) for the non-delivery
+// notice and waits for its answer (at most 10s for bounce's Hello, 120s for the
+// notice); on "ok" the bounce log is removed.  Then: no recipient left undone
+// and no notice pending -> the file and its status logs are removed; otherwise
+// -> deferred, with its mtime set to now + backoff, where backoff is the age of
+// the message bounded by minimal_backoff_time and maximal_backoff_time (Postfix's
+// rule: the interval roughly doubles with each attempt).  A message whose notice
+// could not be sent waits in deferred with every recipient done and its bounce
+// log kept; the next queue run asks again.
+//
+// Delay warnings: when delay_warning_time is not 0 and a message from an
+// ordinary sender goes back to deferred after waiting that long, the bounce
+// service sends the sender one "delayed" notice from defer/ID; that it was sent
+// is recorded in defer/ID (docs/queue.md), so it is sent once.
+//
+// Concurrency: at most kMaxInFlight messages in delivery (or waiting for a
+// destination) at once, over all transports; at most
+// smtp_destination_concurrency_limit requests at once to one smtp nexthop and
+// default_destination_concurrency_limit to one nexthop of any other transport (a
+// request over the limit waits for one to that destination to end).
+// First cut: the requests of one message go one after another, messages are
+// handled in arrival order, the limits are fixed (no slow start); the
+// wait for the bounce service blocks the queue manager meanwhile.
 //
 // Log: "QUEUEID: to=<rcpt>, relay=local, status=sent|deferred|bounced (dsn text)",
-// "QUEUEID: removed", "QUEUEID: moved to hold: ...".
+// "QUEUEID: to=<rcpt>, relay=none, status=expired, returned to sender (reason)",
+// "QUEUEID: removed", "QUEUEID: deferred, next attempt in Ns", and
+// "QUEUEID: failure|delay notice not sent, will try again: why".
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -51,11 +75,13 @@
 #include <string>
 #include <vector>
 
+#include "mail/bounce_protocol.h"
 #include "mail/daemon.h"
 #include "mail/delivery_protocol.h"
 #include "mail/queue_file.h"
 #include "mail/queue_tools.h"
 #include "mail/spool.h"
+#include "mail/transport.h"
 #include "util/error.h"
 #include "util/event.h"
 #include "util/file.h"
@@ -72,43 +98,26 @@ constexpr Timeout kConnectTimeout = std::chrono::seconds(2);
 // a local delivery may wait for a mailbox lock).
 constexpr std::chrono::seconds kAgentTimeout{600};
 
-struct StatusBlock {
-  std::string recipient;
-  std::string dsn;
-  std::string text;
-};
+// A bounce process answers Hello at once; the notice itself waits for cleanup.
+constexpr Timeout kBounceHelloTimeout = std::chrono::seconds(10);
+constexpr Timeout kBounceTimeout = std::chrono::seconds(120);
 
-std::string one_line(std::string text) {
-  std::replace(text.begin(), text.end(), '\n', ' ');
-  std::replace(text.begin(), text.end(), '\r', ' ');
-  return text;
-}
-
-void append_status_log(const std::string& spool, std::string_view folder, const std::string& id,
-                       const std::vector<StatusBlock>& blocks) {
-  if (blocks.empty()) return;
-  std::string text;
-  for (const auto& b : blocks)
-    text += "recipient=" + one_line(b.recipient) + "\nstatus=" + one_line(b.dsn) + "\nreason=" + one_line(b.text) +
-            "\n\n";
+// Appends to a status log; a failure is logged and reported.
+bool append_log(const std::string& spool, std::string_view folder, const std::string& id,
+                const std::vector<StatusRecord>& records, bool durable) {
   try {
-    UniqueFd fd = open_file(status_log_path(spool, folder, id), O_WRONLY | O_APPEND | O_CREAT, 0600);
-    write_all(fd.get(), text);
+    append_status_log(spool, folder, id, records, durable);
+    return true;
   } catch (const SystemError& e) {
     log_warn("%s: %.*s log: %s", id.c_str(), int(folder.size()), folder.data(), e.what());
+    return false;
   }
 }
 
-// transport:nexthop as local_transport writes it.
-struct Transport {
-  std::string name;
-  std::string nexthop;
-};
-
-Transport parse_transport(const std::string& spec) {
-  auto colon = spec.find(':');
-  if (colon == std::string::npos) return {spec, ""};
-  return {spec.substr(0, colon), spec.substr(colon + 1)};
+// A status log record for a recipient (a QueueRecipient or a DeliveryRecipient).
+template <typename Recipient>
+StatusRecord status_record(const Recipient& r, const std::string& dsn, const char* action, const std::string& why) {
+  return StatusRecord{r.address, r.orcpt, int(r.notify), int64_t(r.offset), dsn, action, why, ""};
 }
 
 class Qmgr {
@@ -116,12 +125,16 @@ class Qmgr {
   Qmgr(EventLoop& loop, const Config& config)
       : loop_(loop),
         spool_(config.str("queue_directory")),
-        local_(parse_transport(config.str("local_transport"))),
+        router_(config),
+        smtp_concurrency_(int(config.integer("smtp_destination_concurrency_limit"))),
+        default_concurrency_(int(config.integer("default_destination_concurrency_limit"))),
         min_backoff_(config.seconds("minimal_backoff_time")),
         max_backoff_(config.seconds("maximal_backoff_time")),
+        queue_lifetime_(config.seconds("maximal_queue_lifetime")),
+        bounce_lifetime_(config.seconds("bounce_queue_lifetime")),
+        delay_warning_(config.seconds("delay_warning_time")),
         scan_timer_(loop, [this] { scan_incoming(); }),
         deferred_timer_(loop, [this] { scan_deferred(); }) {
-    for (const auto& d : config.list("mydestination")) mydestination_.insert(lowercase(d));
     deferred_timer_.start_periodic(std::chrono::seconds(std::max<int64_t>(1, config.seconds("queue_run_delay"))));
   }
 
@@ -138,12 +151,20 @@ class Qmgr {
   }
 
  private:
+  // The recipients of one message for one transport and nexthop.
+  struct RouteGroup {
+    Route route;
+    std::vector<DeliveryRecipient> recipients;
+  };
+
   struct Delivery {
     std::string id;
     std::unique_ptr<QueueFile> file;
+    std::deque<RouteGroup> groups;  // still to send, after the one in flight
+    std::string transport;          // of the request in flight
+    std::string destination;        // transport and nexthop of the request in flight
     std::vector<DeliveryRecipient> sent;
-    std::vector<StatusBlock> deferred;
-    std::vector<StatusBlock> bounced;
+    std::vector<StatusRecord> deferred;
     bool hello_seen = false;
     std::unique_ptr<FramedConnection> conn;
   };
@@ -191,17 +212,11 @@ class Qmgr {
   }
 
   void pump() {
-    while (in_flight_.size() < kMaxInFlight && !todo_.empty()) {
+    while (in_flight_.size() + waiting_count_ < kMaxInFlight && !todo_.empty()) {
       std::string id = todo_.front();
       todo_.pop_front();
       begin(id);
     }
-  }
-
-  bool is_local(const std::string& address) const {
-    auto at = address.rfind('@');
-    if (at == std::string::npos) return true;
-    return mydestination_.count(lowercase(address.substr(at + 1))) > 0;
   }
 
   void begin(const std::string& id) {
@@ -216,8 +231,7 @@ class Qmgr {
       }
       if (status == QueueFileStatus::kIoError) {
         log_warn("%s: %s; deferred", id.c_str(), file.error().c_str());
-        d->deferred.push_back({"", "4.3.0", file.error()});
-        retire(*d, false);
+        retire(*d);
         return;
       }
       // Corrupt or incomplete in active: acknowledged once, damaged since.  Kept.
@@ -228,70 +242,100 @@ class Qmgr {
       return;
     }
     d->file = std::make_unique<QueueFile>(std::move(*file));
-    const QueueEnvelope& env = d->file->envelope();
-    DeliveryRequest request;
-    request.queue_id = id;
-    request.queue_path = "active/" + id;
-    request.sender = env.sender;
-    request.nexthop = local_.nexthop;
-    request.arrival_seconds = env.arrival_seconds;
-    request.attempt = attempts_[id];
-    for (const QueueRecipient& r : env.recipients) {
+    std::vector<StatusRecord> bounced;
+    for (const QueueRecipient& r : d->file->envelope().recipients) {
       if (r.done) continue;
-      if (!is_local(r.address)) {
-        std::string domain = r.address.substr(r.address.rfind('@') + 1);
-        std::string why = "no transport for " + domain + " yet";
-        log_info("%s: to=<%s>, relay=none, status=deferred (%s)", id.c_str(), r.address.c_str(), why.c_str());
-        d->deferred.push_back({r.address, "4.3.5", why});
+      auto route = router_.route(r.address);
+      if (!route) {
+        log_info("%s: to=<%s>, relay=none, status=deferred (%s)", id.c_str(), r.address.c_str(), route.error().c_str());
+        d->deferred.push_back(status_record(r, "4.3.0", "delayed", route.error()));
         continue;
       }
-      request.recipients.push_back({r.address, r.orcpt, r.notify, int64_t(r.offset)});
+      if (route->transport == "error") {
+        // The nexthop is the reason, with its status code first ("5.1.1 User unknown ...").
+        std::string dsn = route->nexthop.substr(0, route->nexthop.find(' '));
+        bool coded = dsn.size() >= 5 && dsn[0] == '5' && dsn[1] == '.';
+        std::string why = coded ? route->nexthop.substr(std::min(route->nexthop.size(), dsn.size() + 1)) : route->nexthop;
+        log_info("%s: to=<%s>, relay=none, status=bounced (%s)", id.c_str(), r.address.c_str(), why.c_str());
+        bounced.push_back(status_record(r, coded ? dsn : "5.0.0", "failed", why));
+        continue;
+      }
+      auto group = std::find_if(d->groups.begin(), d->groups.end(), [&](const RouteGroup& g) { return g.route == *route; });
+      if (group == d->groups.end()) group = d->groups.insert(d->groups.end(), RouteGroup{*route, {}});
+      group->recipients.push_back({r.address, r.orcpt, r.notify, int64_t(r.offset)});
     }
-    if (request.recipients.empty()) {
-      finish(std::move(d));
+    bounce_recipients(id, d->file->fd(), bounced);
+    start_next(std::move(d));
+  }
+
+  // Sends the message's next group to its transport, or finishes the message when none is left.
+  void start_next(std::unique_ptr<Delivery> d) {
+    while (!d->groups.empty()) {
+      std::string destination = d->groups.front().route.transport + ":" + d->groups.front().route.nexthop;
+      int limit = d->groups.front().route.transport == "smtp" ? smtp_concurrency_ : default_concurrency_;
+      if (active_by_destination_[destination] >= limit) {
+        waiting_by_destination_[destination].push_back(std::move(d));
+        ++waiting_count_;
+        return;
+      }
+      RouteGroup group = std::move(d->groups.front());
+      d->groups.pop_front();
+      const QueueEnvelope& env = d->file->envelope();
+      DeliveryRequest request;
+      request.queue_id = d->id;
+      request.queue_path = "active/" + d->id;
+      request.sender = env.sender;
+      request.nexthop = group.route.nexthop;
+      request.arrival_seconds = env.arrival_seconds;
+      request.attempt = attempts_[d->id];
+      request.recipients = std::move(group.recipients);
+      d->sent = request.recipients;
+      d->transport = group.route.transport;
+      d->hello_seen = false;
+      auto sock = connect_unix(spool_ + "/private/" + d->transport, kConnectTimeout);
+      if (!sock) {
+        fail_all(*d, "connect to " + d->transport + ": " + sock.error());
+        continue;
+      }
+      d->destination = destination;
+      ++active_by_destination_[destination];
+      Delivery* raw = d.get();
+      FrameOptions options;
+      options.read_timeout = kAgentTimeout;
+      options.write_timeout = kAgentTimeout;
+      raw->conn = std::make_unique<FramedConnection>(
+          loop_, std::move(*sock), options,
+          [this, raw, request](std::string payload) { on_frame(*raw, request, payload); },
+          [this, raw](FramedConnection::Error, const std::string& reason) {
+            fail_all(*raw, raw->transport + " delivery agent: " + reason);
+            complete(raw);
+          });
+      in_flight_[raw] = std::move(d);
       return;
     }
-    d->sent = request.recipients;
-    auto sock = connect_unix(spool_ + "/private/" + local_.name, kConnectTimeout);
-    if (!sock) {
-      fail_all(*d, "connect to " + local_.name + ": " + sock.error());
-      finish(std::move(d));
-      return;
-    }
-    Delivery* raw = d.get();
-    FrameOptions options;
-    options.read_timeout = kAgentTimeout;
-    options.write_timeout = kAgentTimeout;
-    raw->conn = std::make_unique<FramedConnection>(
-        loop_, std::move(*sock), options,
-        [this, raw, request](std::string payload) { on_frame(*raw, request, payload); },
-        [this, raw](FramedConnection::Error, const std::string& reason) {
-          fail_all(*raw, local_.name + " delivery agent: " + reason);
-          complete(raw);
-        });
-    in_flight_[raw] = std::move(d);
+    finish(std::move(d));
   }
 
   void on_frame(Delivery& d, const DeliveryRequest& request, const std::string& payload) {
     if (!d.hello_seen) {
       auto hello = decode<Hello>(payload);
-      Result<void> ok = hello ? check_hello(*hello, local_.name) : Result<void>(hello.failure());
+      Result<void> ok = hello ? check_hello(*hello, d.transport) : Result<void>(hello.failure());
       if (!ok) {
-        fail_all(d, local_.name + " delivery agent: " + ok.error());
+        fail_all(d, d.transport + " delivery agent: " + ok.error());
         complete(&d);
         return;
       }
       d.hello_seen = true;
       auto sent = d.conn->send_message(request);
       if (!sent) {
-        fail_all(d, local_.name + " delivery agent: " + sent.error());
+        fail_all(d, d.transport + " delivery agent: " + sent.error());
         complete(&d);
       }
       return;
     }
     auto reply = decode<DeliveryReply>(payload);
     if (!reply) {
-      fail_all(d, local_.name + " delivery agent: " + reply.error());
+      fail_all(d, d.transport + " delivery agent: " + reply.error());
       complete(&d);
       return;
     }
@@ -302,10 +346,11 @@ class Qmgr {
   void apply(Delivery& d, const DeliveryReply& reply) {
     std::map<int64_t, const DeliveryResult*> by_offset;
     for (const auto& r : reply.results) by_offset[r.offset] = &r;
+    std::vector<StatusRecord> bounced;
     for (const auto& rcpt : d.sent) {
       auto it = by_offset.find(rcpt.offset);
       if (it == by_offset.end()) {
-        defer(d, rcpt, "4.3.0", local_.name + " delivery agent gave no result");
+        defer(d, rcpt, "4.3.0", d.transport + " delivery agent gave no result");
         continue;
       }
       const DeliveryResult& r = *it->second;
@@ -314,25 +359,38 @@ class Qmgr {
         if (!marked) {
           // Delivered but not recorded: it would be delivered again. Loud.
           log_error("%s: to=<%s>: cannot mark done: %s", d.id.c_str(), rcpt.address.c_str(), marked.error().c_str());
-          d.deferred.push_back({rcpt.address, "4.3.0", "queue file update failed"});
+          d.deferred.push_back(status_record(rcpt, "4.3.0", "delayed", "queue file update failed"));
           continue;
         }
         log_info("%s: to=<%s>, relay=%s, status=sent (%s %s)", d.id.c_str(), rcpt.address.c_str(),
-                 local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
+                 d.transport.c_str(), r.dsn.c_str(), r.text.c_str());
       } else if (r.status == kDeliveryBounce) {
-        log_warn("%s: to=<%s>, relay=%s, status=bounced (%s %s): no bounce service yet, would bounce", d.id.c_str(),
-                 rcpt.address.c_str(), local_.name.c_str(), r.dsn.c_str(), r.text.c_str());
-        d.bounced.push_back({rcpt.address, r.dsn, r.text});
+        log_info("%s: to=<%s>, relay=%s, status=bounced (%s %s)", d.id.c_str(), rcpt.address.c_str(),
+                 d.transport.c_str(), r.dsn.c_str(), r.text.c_str());
+        bounced.push_back(status_record(rcpt, r.dsn.empty() ? "5.0.0" : r.dsn, "failed", r.text));
       } else {
         defer(d, rcpt, r.dsn.empty() ? "4.3.0" : r.dsn, r.text);
       }
+    }
+    bounce_recipients(d.id, d.file->fd(), bounced);
+  }
+
+  // Records failed recipients in bounce/ID, durably, and only then marks them
+  // done: the notice is sent from that log, so a crash cannot lose it.  When the
+  // log cannot be written they stay undone and are tried again.
+  void bounce_recipients(const std::string& id, int fd, const std::vector<StatusRecord>& bounced) {
+    if (bounced.empty() || !append_log(spool_, "bounce", id, bounced, true)) return;
+    for (const StatusRecord& r : bounced) {
+      auto marked = mark_recipient_done(fd, uint64_t(r.offset));
+      if (!marked)
+        log_error("%s: to=<%s>: cannot mark done: %s", id.c_str(), r.recipient.c_str(), marked.error().c_str());
     }
   }
 
   void defer(Delivery& d, const DeliveryRecipient& rcpt, const std::string& dsn, const std::string& text) {
     log_info("%s: to=<%s>, relay=%s, status=deferred (%s %s)", d.id.c_str(), rcpt.address.c_str(),
-             local_.name.c_str(), dsn.c_str(), text.c_str());
-    d.deferred.push_back({rcpt.address, dsn, text});
+             d.transport.c_str(), dsn.c_str(), text.c_str());
+    d.deferred.push_back(status_record(rcpt, dsn, "delayed", text));
   }
 
   void fail_all(Delivery& d, const std::string& why) {
@@ -345,27 +403,79 @@ class Qmgr {
     if (it == in_flight_.end()) return;
     std::unique_ptr<Delivery> d = std::move(it->second);
     in_flight_.erase(it);
+    release_destination(d->destination);
+    d->destination.clear();
+    if (!d->groups.empty()) {
+      start_next(std::move(d));
+      trigger_pump();
+      return;
+    }
     finish(std::move(d));
     // Not pump() from inside a connection callback directly: the next messages
     // start on the next loop turn.
     trigger_pump();
   }
 
+  // One request to destination ended: the next one waiting for it may start.
+  void release_destination(const std::string& destination) {
+    auto active = active_by_destination_.find(destination);
+    if (active != active_by_destination_.end() && --active->second <= 0) active_by_destination_.erase(active);
+    auto waiting = waiting_by_destination_.find(destination);
+    if (waiting == waiting_by_destination_.end()) return;
+    std::unique_ptr<Delivery> next = std::move(waiting->second.front());
+    waiting->second.pop_front();
+    if (waiting->second.empty()) waiting_by_destination_.erase(waiting);
+    --waiting_count_;
+    start_next(std::move(next));
+  }
+
   void trigger_pump() {
     if (!scan_timer_.pending()) scan_timer_.start_once(std::chrono::milliseconds(0));
   }
 
+  // A message past maximal_queue_lifetime (bounce_queue_lifetime for mail from
+  // the null sender; 0: one attempt) has its undone recipients bounced with their
+  // last defer status and reason.
+  void expire(const std::string& id, const QueueFile& file) {
+    const QueueEnvelope& env = file.envelope();
+    int64_t lifetime = env.sender.empty() ? bounce_lifetime_ : queue_lifetime_;
+    if (::time(nullptr) - env.arrival_seconds < lifetime || env.undone_count() == 0) return;
+    std::map<int64_t, StatusRecord> last;
+    try {
+      for (StatusRecord& r : read_status_log(spool_, "defer", id)) last[r.offset] = std::move(r);
+    } catch (const SystemError& e) {
+      log_warn("%s: defer log: %s", id.c_str(), e.what());
+    }
+    std::vector<StatusRecord> expired;
+    for (const QueueRecipient& r : env.recipients) {
+      if (r.done) continue;
+      auto it = last.find(int64_t(r.offset));
+      std::string dsn = it != last.end() && !it->second.status.empty() ? it->second.status : "4.4.7";
+      std::string why = it != last.end() && !it->second.reason.empty() ? it->second.reason
+                                                                        : "message expired in the queue";
+      log_info("%s: to=<%s>, relay=none, status=expired, returned to sender (%s)", id.c_str(), r.address.c_str(),
+               why.c_str());
+      expired.push_back(status_record(r, dsn, "failed", why));
+    }
+    bounce_recipients(id, file.fd(), expired);
+  }
+
   void finish(std::unique_ptr<Delivery> d) {
     const std::string& id = d->id;
+    append_log(spool_, "defer", id, d->deferred, false);
     size_t undone = 0;
     if (d->file) {
       // Re-read the envelope: the agent marked what it delivered.
-      auto fresh = QueueFile::open(d->file->path(), O_RDONLY);
+      auto fresh = QueueFile::open(d->file->path(), O_RDWR);
+      if (fresh) expire(id, *fresh);
+      if (fresh) fresh = QueueFile::open(d->file->path(), O_RDONLY);
       undone = fresh ? fresh->envelope().undone_count() : d->file->envelope().undone_count();
     }
-    append_status_log(spool_, "defer", id, d->deferred);
-    append_status_log(spool_, "bounce", id, d->bounced);
-    if (d->file && undone == 0) {
+    d->file.reset();
+    // Failed recipients are reported before the message leaves active; until the
+    // notice is queued the message stays in the queue, even with nothing undone.
+    bool notice_pending = file_exists(status_log_path(spool_, "bounce", id)) && !ask_bounce(id, kNoticeFailure);
+    if (undone == 0 && !notice_pending) {
       std::string path = queue_file_path(spool_, QueueName::kActive, id);
       if (::unlink(path.c_str()) < 0) {
         log_error("%s: cannot remove %s: %m", id.c_str(), path.c_str());
@@ -380,21 +490,60 @@ class Qmgr {
       forget(id);
       return;
     }
-    d->file.reset();
-    retire(*d, !d->bounced.empty());
+    if (undone > 0) warn_of_delay(id);
+    retire(*d);
   }
 
-  // Moves a message that still has undone recipients out of active.
-  void retire(const Delivery& d, bool hold) {
-    const std::string& id = d.id;
-    if (hold) {
-      auto moved = move_queue_file(spool_, id, QueueName::kActive, QueueName::kHold);
-      if (moved) log_warn("%s: moved to hold: %s %s", id.c_str(), d.bounced.front().dsn.c_str(),
-                          d.bounced.front().text.c_str());
-      else log_error("%s: cannot move to hold: %s", id.c_str(), moved.error().c_str());
-      forget(id);
-      return;
+  // Asks the bounce service for a notice of this kind about active/ID; true once
+  // it is queued (or none was due).  A failure notice that was sent takes its
+  // log with it.  Waits for the answer: notices are rare, and the message may
+  // not leave active before it.
+  bool ask_bounce(const std::string& id, std::string_view kind) {
+    auto reply = [&]() -> Result<BounceReply> {
+      auto sock = connect_unix(spool_ + "/private/" + std::string(kBounceService), kConnectTimeout);
+      if (!sock) return sock.failure();
+      auto hello = read_hello(sock->get(), kBounceService, kBounceHelloTimeout);
+      if (!hello) return hello.failure();
+      auto sent = write_message(sock->get(), BounceRequest{std::string(kind), id, "active/" + id}, kBounceTimeout);
+      if (!sent) return sent.failure();
+      return read_message<BounceReply>(sock->get(), kBounceTimeout);
+    }();
+    if (!reply || reply->status != "ok") {
+      log_warn("%s: %.*s notice not sent, will try again: %s", id.c_str(), int(kind.size()), kind.data(),
+               reply ? reply->reason.c_str() : ("bounce service: " + reply.error()).c_str());
+      return false;
     }
+    if (kind == kNoticeFailure) {
+      try {
+        remove_status_logs(spool_, id, {"bounce"});
+      } catch (const SystemError& e) {
+        log_warn("%s: %s", id.c_str(), e.what());
+      }
+    }
+    return true;
+  }
+
+  // Once per message: when it has waited delay_warning_time, the sender is told
+  // which recipients are still being retried.  That the warning was sent is
+  // recorded in defer/ID (docs/queue.md), fsynced, so it is never sent twice.
+  void warn_of_delay(const std::string& id) {
+    if (delay_warning_ <= 0) return;
+    auto file = QueueFile::open(queue_file_path(spool_, QueueName::kActive, id));
+    if (!file || file->envelope().sender.empty() ||
+        ::time(nullptr) - file->envelope().arrival_seconds < delay_warning_)
+      return;
+    try {
+      if (delay_warning_sent(spool_, id)) return;
+      if (ask_bounce(id, kNoticeDelay)) record_delay_warning(spool_, id);
+    } catch (const SystemError& e) {
+      log_warn("%s: delay warning: %s", id.c_str(), e.what());
+    }
+  }
+
+  // Moves a message that still has undone recipients (or an unsent notice) out
+  // of active to deferred, due again after the back-off.
+  void retire(const Delivery& d) {
+    const std::string& id = d.id;
     std::string path = queue_file_path(spool_, QueueName::kActive, id);
     time_t now = ::time(nullptr);
     int64_t age = 0;
@@ -419,16 +568,24 @@ class Qmgr {
 
   EventLoop& loop_;
   std::string spool_;
-  Transport local_;
+  Router router_;
+  int smtp_concurrency_;     // smtp_destination_concurrency_limit
+  int default_concurrency_;  // default_destination_concurrency_limit
   int64_t min_backoff_;
   int64_t max_backoff_;
-  std::set<std::string> mydestination_;
+  int64_t queue_lifetime_;
+  int64_t bounce_lifetime_;
+  int64_t delay_warning_;
   Timer scan_timer_;
   Timer deferred_timer_;
   std::deque<std::string> todo_;
   std::set<std::string> in_active_;
   std::map<std::string, int> attempts_;
   std::map<Delivery*, std::unique_ptr<Delivery>> in_flight_;
+  // Per-destination concurrency: requests in flight and messages waiting, by "transport:nexthop".
+  std::map<std::string, int> active_by_destination_;
+  std::map<std::string, std::deque<std::unique_ptr<Delivery>>> waiting_by_destination_;
+  size_t waiting_count_ = 0;
 };
 
 int run(int argc, char** argv) {

@@ -1,6 +1,7 @@
 // Helpers of the queue tools (postcat, postsuper, postqueue).
 #include "mail/queue_tools.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -71,23 +72,51 @@ void remove_status_logs(const std::string& spool, std::string_view id,
   }
 }
 
-std::map<std::string, std::string> defer_reasons(const std::string& spool, std::string_view id) {
-  std::map<std::string, std::string> reasons;
-  std::string path = status_log_path(spool, "defer", id);
-  UniqueFd fd = open_file_if_exists(path, O_RDONLY);
-  if (!fd.valid()) return reasons;
-  std::string text = read_fd(fd.get());
-  std::string recipient, reason;
+namespace {
+
+std::string one_line(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c == '\n' || c == '\r') c = ' ';
+  return out;
+}
+
+void append_to_log(const std::string& spool, std::string_view folder, std::string_view id, std::string_view text,
+                   bool durable) {
+  std::string path = status_log_path(spool, folder, id);
+  UniqueFd fd = open_file(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+  write_all(fd.get(), text);
+  if (durable) {
+    fsync_fd(fd.get(), path);
+    fsync_parent_dir(path);
+  }
+}
+
+}  // namespace
+
+std::string format_status_block(const StatusRecord& r) {
+  std::string text = "recipient=" + one_line(r.recipient) + "\n";
+  if (!r.orcpt.empty()) text += "orcpt=" + one_line(r.orcpt) + "\n";
+  text += "notify=" + std::to_string(r.notify) + "\noffset=" + std::to_string(r.offset) + "\nstatus=" +
+          one_line(r.status) + "\n";
+  if (!r.action.empty()) text += "action=" + one_line(r.action) + "\n";
+  text += "reason=" + one_line(r.reason) + "\n";
+  if (!r.diagnostic.empty()) text += "diagnostic=" + one_line(r.diagnostic) + "\n";
+  text += "\n";
+  return text;
+}
+
+std::vector<StatusRecord> parse_status_log(std::string_view text) {
+  std::vector<StatusRecord> records;
+  StatusRecord current;
   auto end_block = [&] {
-    if (!recipient.empty() && !reason.empty()) reasons[recipient] = reason;
-    recipient.clear();
-    reason.clear();
+    if (!current.recipient.empty()) records.push_back(std::move(current));
+    current = StatusRecord{};
   };
-  std::string_view rest = text;
-  while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     if (line.empty()) {
       end_block();
       continue;
@@ -95,10 +124,52 @@ std::map<std::string, std::string> defer_reasons(const std::string& spool, std::
     size_t eq = line.find('=');
     if (eq == std::string_view::npos) continue;
     std::string_view name = line.substr(0, eq), value = line.substr(eq + 1);
-    if (name == "recipient") recipient = value;
-    if (name == "reason") reason = value;
+    if (name == "recipient") current.recipient = value;
+    else if (name == "orcpt") current.orcpt = value;
+    else if (name == "notify") current.notify = static_cast<int>(parse_int(value).value_or(0));
+    else if (name == "offset") current.offset = parse_int(value).value_or(0);
+    else if (name == "status") current.status = value;
+    else if (name == "action") current.action = value;
+    else if (name == "reason") current.reason = value;
+    else if (name == "diagnostic") current.diagnostic = value;
   }
   end_block();
+  return records;
+}
+
+std::vector<StatusRecord> read_status_log(const std::string& spool, std::string_view folder, std::string_view id) {
+  UniqueFd fd = open_file_if_exists(status_log_path(spool, folder, id), O_RDONLY);
+  if (!fd.valid()) return {};
+  return parse_status_log(read_fd(fd.get()));
+}
+
+void append_status_log(const std::string& spool, std::string_view folder, std::string_view id,
+                       const std::vector<StatusRecord>& records, bool durable) {
+  if (records.empty()) return;
+  std::string text;
+  for (const auto& r : records) text += format_status_block(r);
+  append_to_log(spool, folder, id, text, durable);
+}
+
+namespace {
+constexpr std::string_view kDelayWarningLine = "delay_warning=sent\n";
+}  // namespace
+
+bool delay_warning_sent(const std::string& spool, std::string_view id) {
+  UniqueFd fd = open_file_if_exists(status_log_path(spool, "defer", id), O_RDONLY);
+  if (!fd.valid()) return false;
+  std::string text = "\n" + read_fd(fd.get());
+  return text.find("\n" + std::string(kDelayWarningLine)) != std::string::npos;
+}
+
+void record_delay_warning(const std::string& spool, std::string_view id) {
+  append_to_log(spool, "defer", id, std::string(kDelayWarningLine) + "\n", true);
+}
+
+std::map<std::string, std::string> defer_reasons(const std::string& spool, std::string_view id) {
+  std::map<std::string, std::string> reasons;
+  for (const StatusRecord& r : read_status_log(spool, "defer", id))
+    if (!r.reason.empty()) reasons[r.recipient] = r.reason;
   return reasons;
 }
 

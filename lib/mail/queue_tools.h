@@ -46,11 +46,40 @@ std::string status_log_path(const std::string& spool, std::string_view folder, s
 void remove_status_logs(const std::string& spool, std::string_view id,
                         std::initializer_list<std::string_view> folders = {"bounce", "defer", "trace"});
 
-// Why recipients were deferred, by recipient address, from the defer log.  The
-// log holds Postfix's flat form: one block of "name=value" lines per event,
-// blocks separated by an empty line, with recipient= and reason= (other names
-// are ignored); a later block for the same recipient replaces an earlier one.
-// A missing log gives an empty map.
+// One block of a status log (bounce/ID, defer/ID, trace/ID): Postfix's flat
+// form, one "name=value" line per field, blocks separated by an empty line.
+// Names written: recipient, orcpt, notify, offset, status, action, reason,
+// diagnostic;
+// a reader ignores other names and blocks without a recipient.  Values are kept
+// on one line (CR and LF become spaces).
+struct StatusRecord {
+  std::string recipient;
+  std::string orcpt;    // DSN ORCPT "addr-type;address", or empty
+  int notify = 0;       // DsnNotify bits
+  int64_t offset = 0;   // of the recipient's record in the queue file
+  std::string status;   // enhanced status code, "5.1.1"
+  std::string action;   // DSN Action: "failed", "delayed", "delivered", "expanded"
+  std::string reason;   // as the sender will see it
+  std::string diagnostic;  // DSN Diagnostic-Code "type; text" (a remote reply), or empty
+};
+std::string format_status_block(const StatusRecord& record);
+std::vector<StatusRecord> parse_status_log(std::string_view text);
+// The records of a message's log in folder; empty when there is none.  Throws SystemError.
+std::vector<StatusRecord> read_status_log(const std::string& spool, std::string_view folder, std::string_view id);
+// Appends records to the message's log in folder, and fsyncs it when durable
+// (before a bounced recipient is marked done, so its notice cannot be lost).
+// Throws SystemError.
+void append_status_log(const std::string& spool, std::string_view folder, std::string_view id,
+                       const std::vector<StatusRecord>& records, bool durable);
+
+// Whether the sender was warned that the message is delayed: a block
+// "delay_warning=sent" in defer/ID (no recipient, so readers of the log skip it).
+// record_delay_warning appends it and fsyncs.  Both throw SystemError.
+bool delay_warning_sent(const std::string& spool, std::string_view id);
+void record_delay_warning(const std::string& spool, std::string_view id);
+
+// Why recipients were deferred, by recipient address, from the defer log: the
+// reason of the newest block for each recipient.  A missing log gives an empty map.
 std::map<std::string, std::string> defer_reasons(const std::string& spool, std::string_view id);
 
 // "Mon Nov 23 12:34:56" in local time, as mailq prints the arrival time.

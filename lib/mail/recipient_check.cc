@@ -8,6 +8,7 @@
 #include "mail/address.h"
 #include "mail/address_keys.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/network.h"
 #include "util/strings.h"
 
@@ -47,13 +48,9 @@ class DomainList {
 
   static std::unique_ptr<Table> open_param_table(const Config& config, std::string_view param,
                                                  const std::string& spec) {
-    try {
-      return open_table(spec);
-    } catch (const ConfigError& e) {
-      const Config::Entry* entry = config.entry(param);
-      if (!entry) throw;
-      throw ConfigError(entry->file, entry->line, std::string(param) + ": " + e.what());
-    }
+    const Config::Entry* entry = config.entry(param);
+    return open_table_or_stand_in(spec, entry ? entry->file : config.main_cf_path(), entry ? entry->line : 0,
+                                  std::string(param));
   }
 
  private:
@@ -85,7 +82,37 @@ bool in_list(const std::vector<std::string>& list, std::string_view name) {
   return false;
 }
 
+// A table that could not be opened: every lookup fails temporarily.
+class UnavailableTable : public Table {
+ public:
+  UnavailableTable(std::string spec, std::string why) : Table(std::move(spec), {}), why_(std::move(why)) {}
+
+ protected:
+  LookupResult do_lookup(const std::string&) override { return LookupResult::temp_fail(why_); }
+
+ private:
+  std::string why_;
+};
+
 }  // namespace
+
+std::unique_ptr<Table> open_table_or_stand_in(std::string_view spec, const std::string& file, int line,
+                                              const std::string& what) {
+  size_t colon = spec.find(':');
+  std::string_view type = spec.substr(0, colon);
+  bool known = false;
+  for (std::string_view name : table_type_names()) known = known || (colon != std::string_view::npos && name == type);
+  if (!known) throw ConfigError(file, line, what + ": not a type:table this server knows: " + std::string(spec));
+  try {
+    return open_table(spec);
+  } catch (const ConfigError& e) {
+    // inline: and static: tables are written in main.cf itself: their mistakes are main.cf's.
+    if (type == "inline" || type == "static") throw ConfigError(file, line, what + ": " + e.what());
+    log_warn("%s: %s: table unavailable, its lookups fail temporarily: %s", what.c_str(), std::string(spec).c_str(),
+             e.what());
+    return std::make_unique<UnavailableTable>(std::string(spec), std::string(spec) + " is unavailable");
+  }
+}
 
 struct RecipientCheck::Impl {
   DomainList mydestination, virtual_alias_domains, virtual_mailbox_domains, relay_domains;

@@ -16,6 +16,16 @@
 
 namespace postern {
 
+// Opens a table that main.cf names for smtpd (what: "relay_domains", or
+// "smtpd_client_restrictions: check_client_access"). A spec that is wrong in main.cf
+// itself (no type, an unknown type, a bad inline: or static: table) throws
+// ConfigError at file:line. A table kept elsewhere that cannot be opened (a missing
+// .db file, an unreadable or broken source) is logged and replaced, as Postfix does,
+// by one whose every lookup fails temporarily: mail waits (4xx) rather than being
+// refused or let through, and the server keeps serving what does not need it.
+std::unique_ptr<Table> open_table_or_stand_in(std::string_view spec, const std::string& file, int line,
+                                              const std::string& what);
+
 enum class DomainClass { kLocal, kVirtualAlias, kVirtualMailbox, kRelay, kOther };
 
 struct DomainClassResult {

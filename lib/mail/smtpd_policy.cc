@@ -143,11 +143,7 @@ RestrictionList parse_list(std::string param, const std::vector<std::string>& wo
       const std::string& argument = words[++i];
       if (found->argument == Argument::kTable) {
         if (argument.find(':') == std::string::npos) throw error(name + " needs a type:table, not " + argument);
-        try {
-          restriction.table = open_table(argument);
-        } catch (const ConfigError& e) {
-          throw error(name + " " + argument + ": " + e.what());
-        }
+        restriction.table = open_table_or_stand_in(argument, where.file, where.line, list.param + ": " + name);
       } else {
         size_t equals = argument.find('=');
         restriction.rbl_domain = lowercase(argument.substr(0, equals));
@@ -232,11 +228,7 @@ class ClientList {
     }
     std::string error;
     if (is_table_spec(item)) {
-      try {
-        pattern.table = open_table(item);
-      } catch (const ConfigError& e) {
-        throw ConfigError(where.file, where.line, param + ": " + e.what());
-      }
+      pattern.table = open_table_or_stand_in(item, where.file, where.line, param);
     } else if (auto network = parse_network(item, &error)) {
       pattern.network = network;
     } else if (item.find_first_of(":[/") == std::string::npos) {
@@ -274,6 +266,7 @@ bool is_valid_hostname(std::string_view name) {
 std::vector<std::string> domain_keys(std::string_view domain, bool parent_matches) {
   std::vector<std::string> keys;
   std::string name = lowercase(domain);
+  if (is_address_literal(name)) return {name};
   if (name.ends_with('.')) name.pop_back();
   if (name.empty()) return keys;
   keys.push_back(name);
@@ -317,8 +310,8 @@ struct SmtpdPolicy::Impl {
   bool delay_reject, reject_unlisted_recipient, reject_unlisted_sender;
   std::unique_ptr<ClientList> mynetworks;
   RecipientCheck recipients;
-  std::unique_ptr<Resolver> resolver;  // opened when a restriction needs DNS
-  TableList sender_logins;
+  std::unique_ptr<Resolver> resolver;  // always there: an access table value may name a DNS check too
+  mutable TableList sender_logins;
   bool access_parent_matches;
   std::string delimiters, null_sender_key;
   int reject_code, defer_code, access_reject_code, access_defer_code, relay_code, unknown_address_code,
@@ -387,35 +380,22 @@ SmtpdPolicy::Impl::Impl(const Config& config) : recipients(config) {
   };
   access_parent_matches = parent_match("smtpd_access_maps");
   mynetworks = std::make_unique<ClientList>(config, "mynetworks", parent_match("mynetworks"));
-  for (const std::string& spec : config.list("smtpd_sender_login_maps")) {
-    try {
-      sender_logins.add(open_table(spec));
-    } catch (const ConfigError& e) {
-      Where where = where_of(config, "smtpd_sender_login_maps");
-      throw ConfigError(where.file, where.line, std::string("smtpd_sender_login_maps: ") + e.what());
-    }
-  }
-  bool needs_dns = false, needs_logins = false;
+  Where logins_where = where_of(config, "smtpd_sender_login_maps");
+  for (const std::string& spec : config.list("smtpd_sender_login_maps"))
+    sender_logins.add(open_table_or_stand_in(spec, logins_where.file, logins_where.line, "smtpd_sender_login_maps"));
   for (const RestrictionList* list : {&client, &helo, &sender, &relay, &recipient, &data, &end_of_data}) {
-    for (const Restriction& r : list->items) {
-      needs_dns = needs_dns || r.op == Op::kRejectUnknownSenderDomain || r.op == Op::kRejectUnknownRecipientDomain ||
-                  r.op == Op::kRejectUnknownReverseClientHostname || r.op == Op::kRejectRblClient;
-      needs_logins = needs_logins || r.op == Op::kRejectSenderLoginMismatch ||
-                     r.op == Op::kRejectAuthenticatedSenderLoginMismatch;
-    }
-    if (needs_logins && sender_logins.empty()) {
+    if (sender_logins.empty() &&
+        (list->contains(Op::kRejectSenderLoginMismatch) || list->contains(Op::kRejectAuthenticatedSenderLoginMismatch))) {
       Where where = where_of(config, list->param);
       throw ConfigError(where.file, where.line,
                         list->param + ": a sender login mismatch check needs smtpd_sender_login_maps");
     }
   }
-  if (needs_dns) {
-    try {
-      resolver = std::make_unique<Resolver>(ResolverOptions{config.str("dns_resolver_conf")});
-    } catch (const ConfigError& e) {
-      Where where = where_of(config, "dns_resolver_conf");
-      throw ConfigError(where.file, where.line, std::string("dns_resolver_conf: ") + e.what());
-    }
+  try {
+    resolver = std::make_unique<Resolver>(ResolverOptions{config.str("dns_resolver_conf")});
+  } catch (const ConfigError& e) {
+    Where where = where_of(config, "dns_resolver_conf");
+    throw ConfigError(where.file, where.line, std::string("dns_resolver_conf: ") + e.what());
   }
   delimiters = config.str("recipient_delimiter");
   null_sender_key = config.str("smtpd_null_access_lookup_key");
@@ -523,7 +503,8 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::access(const Context& ctx, Table& 
     auto reason = [&](const std::string& text) {
       return subject + ": " + what + " rejected: " + (text.empty() ? "Access denied" : text);
     };
-    if (action == "ok" || (!action.empty() && parse_int(action) && words.size() == 1)) return {Outcome::Kind::kPermit, {}};
+    // A value of digits alone is OK, as in Postfix (some tools store a time stamp).
+    if (action == "ok" || (words.size() == 1 && parse_int(action))) return {Outcome::Kind::kPermit, {}};
     if (action == "dunno") return {};
     if (action == "reject") return reply(ctx, access_reject_code, "7.1", reason(text));
     if (action == "defer") return reply(ctx, access_defer_code, "7.1", reason(text));
@@ -640,8 +621,7 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::login_mismatch(const Context& ctx,
   bool authenticated = !s.sasl_username.empty();
   if (!authenticated && !unauthenticated_too) return {};
   std::string subject = address_subject(s.sender);
-  TableList& logins = const_cast<TableList&>(sender_logins);
-  LookupResult owners = lookup_address(logins, s.sender, {delimiters, false, true});
+  LookupResult owners = lookup_address(sender_logins, s.sender, {delimiters, false, true});
   if (owners.is_temp_fail()) return temp_fail(ctx, subject, owners.error);
   if (!authenticated) {
     if (!owners.is_found()) return {};
@@ -659,21 +639,24 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::apply(const Restriction& r, const 
   const Outcome permit{Outcome::Kind::kPermit, {}};
   bool sender_known = has_sender(ctx.stage);
   bool recipient_known = has_recipient(ctx.stage, s);
-  std::string list_subject = ctx.list == &client || ctx.list == nullptr ? client_subject(s) + ": Client host"
-                             : ctx.list == &helo                       ? "<" + s.helo_name + ">: Helo command"
-                             : ctx.list == &sender                     ? address_subject(s.sender) + ": Sender address"
-                             : ctx.list == &data                       ? std::string("<DATA>: Data command")
-                             : ctx.list == &end_of_data                ? std::string("<END-OF-MESSAGE>: End-of-data")
-                                                                       : address_subject(s.recipient) + ": Recipient address";
+  // What a plain reject or defer refuses: the subject of the list it is in.
+  auto list_subject = [&]() -> std::string {
+    if (ctx.list == &helo) return "<" + s.helo_name + ">: Helo command";
+    if (ctx.list == &sender) return address_subject(s.sender) + ": Sender address";
+    if (ctx.list == &relay || ctx.list == &recipient) return address_subject(s.recipient) + ": Recipient address";
+    if (ctx.list == &data) return "<DATA>: Data command";
+    if (ctx.list == &end_of_data) return "<END-OF-MESSAGE>: End-of-data";
+    return client_subject(s) + ": Client host";
+  };
   switch (r.op) {
     case Op::kPermit:
       return permit;
     case Op::kDunno:
       return {};
     case Op::kReject:
-      return reply(ctx, reject_code, "7.1", list_subject + " rejected: Access denied");
+      return reply(ctx, reject_code, "7.1", list_subject() + " rejected: Access denied");
     case Op::kDefer:
-      return reply(ctx, defer_code, "3.2", list_subject + " rejected: Try again later");
+      return reply(ctx, defer_code, "3.2", list_subject() + " rejected: Try again later");
     case Op::kPermitMynetworks: {
       LookupResult found = mynetworks->match(s.client_address, s.client_name);
       if (found.is_temp_fail()) return temp_fail(ctx, client_subject(s), "mynetworks: " + found.error);
@@ -755,13 +738,15 @@ SmtpdPolicy::Impl::Outcome SmtpdPolicy::Impl::apply(const Restriction& r, const 
       return login_mismatch(ctx, r.op == Op::kRejectSenderLoginMismatch);
     case Op::kRejectUnauthPipelining:
       if (!s.unauth_pipelining) return {};
-      return reply(ctx, 503, "5.0", list_subject + " rejected: Improper use of SMTP command pipelining");
+      return reply(ctx, 503, "5.0", list_subject() + " rejected: Improper use of SMTP command pipelining");
   }
   return {};
 }
 
 SmtpdPolicy::SmtpdPolicy(const Config& config) : impl_(std::make_unique<Impl>(config)) {}
 SmtpdPolicy::~SmtpdPolicy() = default;
+SmtpdPolicy::SmtpdPolicy(SmtpdPolicy&&) noexcept = default;
+SmtpdPolicy& SmtpdPolicy::operator=(SmtpdPolicy&&) noexcept = default;
 
 PolicyVerdict SmtpdPolicy::check(SmtpdStage stage, const SmtpdSession& session) const {
   const Impl& p = *impl_;

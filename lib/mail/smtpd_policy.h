@@ -3,6 +3,21 @@
 // with smtpd_delay_reject, the unlisted-recipient check, access tables, DNS-based
 // checks and relay control.  smtpd calls check() at every stage and, on a reject
 // or defer, answers "CODE DSN TEXT" and logs `log`.
+//
+// Restrictions (Postfix's names and replies): permit, reject, defer, dunno,
+// permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination,
+// defer_unauth_destination, reject_unlisted_recipient (also spelt
+// reject_unknown_recipient), reject_unlisted_sender, reject_non_fqdn_sender,
+// reject_non_fqdn_recipient, reject_non_fqdn_helo_hostname, reject_invalid_helo_hostname,
+// reject_unknown_sender_domain, reject_unknown_recipient_domain,
+// reject_unknown_client_hostname, reject_unknown_reverse_client_hostname,
+// check_client_access, check_helo_access, check_sender_access and
+// check_recipient_access type:table, reject_rbl_client domain[=d.d.d.d],
+// reject_sender_login_mismatch, reject_authenticated_sender_login_mismatch,
+// reject_unauth_pipelining.  A table or DNS lookup that fails temporarily
+// answers "451 4.3.0 <what>: Temporary lookup failure", never 5xx or accept.
+// mynetworks, when unset, follows mynetworks_style, which defaults to host (only
+// this machine's addresses), as in Postfix 3.
 #pragma once
 
 #include <memory>
@@ -44,8 +59,8 @@ class SmtpdPolicy {
  public:
   explicit SmtpdPolicy(const Config& config);  // throws ConfigError on a bad list
   ~SmtpdPolicy();
-  SmtpdPolicy(const SmtpdPolicy&) = delete;
-  SmtpdPolicy& operator=(const SmtpdPolicy&) = delete;
+  SmtpdPolicy(SmtpdPolicy&&) noexcept;
+  SmtpdPolicy& operator=(SmtpdPolicy&&) noexcept;
 
   PolicyVerdict check(SmtpdStage stage, const SmtpdSession& session) const;
 

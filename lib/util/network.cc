@@ -51,10 +51,11 @@ int prefix_of_mask(const IpAddress& mask) {
 
 std::optional<IpAddress> parse_ip(std::string_view text) {
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
-  if (text.size() > 5 && iequals(text.substr(0, 5), "IPv6:")) text = text.substr(5);
+  bool tagged_v6 = text.size() > 5 && iequals(text.substr(0, 5), "IPv6:");
+  if (tagged_v6) text = text.substr(5);
   std::string s(text);
   IpAddress address;
-  if (inet_pton(AF_INET, s.c_str(), address.bytes.data()) == 1) {
+  if (!tagged_v6 && inet_pton(AF_INET, s.c_str(), address.bytes.data()) == 1) {
     address.family = AF_INET;
     return address;
   }

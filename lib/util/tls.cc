@@ -89,14 +89,16 @@ std::vector<PemObject> read_pem_file(const std::string& parameter, const std::st
     std::string_view kind(name.get());
     const unsigned char* p = data.get();
     PemObject object;
-    if (kind == "CERTIFICATE" || kind == "TRUSTED CERTIFICATE") {
+    bool encrypted = kind == "ENCRYPTED PRIVATE KEY" ||
+                     std::string_view(header.get()).find("ENCRYPTED") != std::string_view::npos;
+    if (kind.ends_with("PRIVATE KEY") && encrypted) {
+      bad_setting(parameter, path, "the private key is encrypted (a daemon cannot ask for its passphrase)");
+    } else if (kind == "CERTIFICATE" || kind == "TRUSTED CERTIFICATE") {
       object.cert.reset(kind == "CERTIFICATE" ? d2i_X509(nullptr, &p, length) : d2i_X509_AUX(nullptr, &p, length));
       if (!object.cert) bad_setting(parameter, path, "malformed certificate: " + openssl_errors());
-    } else if (kind.ends_with("PRIVATE KEY") && kind != "ENCRYPTED PRIVATE KEY") {
+    } else if (kind.ends_with("PRIVATE KEY")) {
       object.key.reset(d2i_AutoPrivateKey(nullptr, &p, length));
       if (!object.key) bad_setting(parameter, path, "malformed private key: " + openssl_errors());
-    } else if (kind == "ENCRYPTED PRIVATE KEY" || std::string_view(header.get()).find("ENCRYPTED") != std::string_view::npos) {
-      bad_setting(parameter, path, "the private key is encrypted (a daemon cannot ask for its passphrase)");
     } else {
       continue;  // parameters, CRLs and the like are not ours to use
     }
@@ -425,10 +427,15 @@ std::string describe_tls_session(const SSL* ssl) {
 Result<TlsStream> TlsStream::accept(UniqueFd fd, SSL_CTX* ctx, TlsTimeout timeout) {
   SslPtr ssl = make_ssl(ctx);
   SSL_set_accept_state(ssl.get());
-  return connect(std::move(fd), std::move(ssl), timeout);
+  return handshake(std::move(fd), std::move(ssl), timeout);
 }
 
 Result<TlsStream> TlsStream::connect(UniqueFd fd, SslPtr ssl, TlsTimeout timeout) {
+  SSL_set_connect_state(ssl.get());
+  return handshake(std::move(fd), std::move(ssl), timeout);
+}
+
+Result<TlsStream> TlsStream::handshake(UniqueFd fd, SslPtr ssl, TlsTimeout timeout) {
   set_nonblocking(fd.get());
   if (!SSL_set_fd(ssl.get(), fd.get())) return fail("TLS handshake: " + openssl_errors());
   TlsStream stream(std::move(fd), std::move(ssl));

@@ -169,6 +169,8 @@ class TlsStream {
 
  private:
   TlsStream(UniqueFd fd, SslPtr ssl) : fd_(std::move(fd)), ssl_(std::move(ssl)) {}
+  // Both sides: ssl already knows which one it is.
+  static Result<TlsStream> handshake(UniqueFd fd, SslPtr ssl, TlsTimeout timeout);
 
   UniqueFd fd_;  // declared before ssl_: the session goes first
   SslPtr ssl_;

@@ -355,3 +355,42 @@ def test_postpasswd_refuses_mismatches_empty_passwords_and_arguments():
     r = subprocess.run([program("postpasswd"), "-p", "-s", "BLF-CRYPT"], input="x\r\n", capture_output=True,
                        text=True)
     assert r.returncode == 0 and r.stdout.startswith("$2b$")
+
+
+def test_the_service_retires_after_max_idle():
+    inst = Instance(extra="max_idle = 1s\n")
+    inst.start()
+    try:
+        c = inst.connect()
+        assert c.verify("alice", "alice's secret")["status"] == "ok"
+        # A connected client keeps it running past max_idle.
+        time.sleep(1.5)
+        assert c.verify("alice", "alice's secret")["status"] == "ok"
+        c.close()
+        assert wait_for(lambda: inst.pids("auth") == [], timeout=5), inst.log()
+        # master starts another on demand.
+        c = inst.connect()
+        assert c.verify("alice", "alice's secret")["status"] == "ok"
+        c.close()
+    finally:
+        inst.stop()
+
+
+def test_the_service_retires_after_max_use_once_its_clients_are_gone():
+    inst = Instance(extra="max_idle = 100s\nmax_use = 1\n")
+    inst.start()
+    try:
+        c = inst.connect()
+        assert c.verify("alice", "alice's secret")["status"] == "ok"
+        running = set(inst.pids("auth"))
+        time.sleep(0.5)
+        assert set(inst.pids("auth")) == running  # still serving its one client
+        assert c.verify("carol", "carol pw")["status"] == "ok"
+        c.close()
+        # The process that served it exits long before max_idle.
+        assert wait_for(lambda: len(set(inst.pids("auth")) & running) < len(running), timeout=5), inst.log()
+        c = inst.connect()
+        assert c.verify("alice", "alice's secret")["status"] == "ok"
+        c.close()
+    finally:
+        inst.stop()

@@ -1,7 +1,7 @@
 """pickup and cleanup with real processes under master: sendmail drops a message
 in maildrop, pickup hands it to cleanup, cleanup writes it to incoming with the
-headers it adds.  A message cleanup refuses for good goes to corrupt, once; a
-cleanup killed with SIGKILL is restarted by master and nothing is lost or doubled."""
+headers it adds.  A message cleanup refuses for good goes back to its sender as a
+non-delivery notice, once, and leaves maildrop; a cleanup killed with SIGKILL is restarted by master and nothing is lost or doubled."""
 import os
 import pwd
 import signal
@@ -68,24 +68,49 @@ def test_several_messages_and_existing_headers_kept(inst):
     assert seen == set(range(5))
 
 
-def test_message_over_size_limit_goes_to_corrupt_once(inst):
+def test_message_over_size_limit_is_returned_to_sender_once(inst):
     inst.start()
     # sendmail refuses it under this configuration: write it with a larger limit.
     bigconf = os.path.join(inst.base, "etc-big")
     os.mkdir(bigconf)
     with open(os.path.join(bigconf, "main.cf"), "w") as f:
         f.write(inst.main_cf.replace("message_size_limit = 20000", "message_size_limit = 0"))
-    r = Runner(bigconf)("sendmail", "bob@example.net", input="Subject: big\n\n" + ("x" * 99 + "\n") * 300)
+    r = Runner(bigconf)("sendmail", "-f", "alice@example.org", "bob@example.net",
+                        input="Subject: big\n\n" + ("x" * 99 + "\n") * 300)
     assert r.returncode == 0, r.stderr
-    assert wait_for(lambda: inst.queue("corrupt") and not inst.queue("maildrop")), inst.log()
-    assert inst.queue("incoming") == []
-    assert len(inst.queue("corrupt")) == 1
+    assert wait_for(lambda: inst.queue("incoming") and not inst.queue("maildrop")), inst.log()
+    assert inst.queue("corrupt") == []
+    [notice] = inst.queue("incoming")
+    text = inst.postcat(notice)
+    assert "alice@example.org" in text and "Undelivered Mail Returned to Sender" in text
+    assert "Status: 5.3.4" in text and "message file too big" in text
+    assert "Subject: big" in text
     time.sleep(2.5)  # more wakeups: no loop, no second refusal
     log = inst.log()
-    assert log.count("5.3.4 message file too big") == 2, log  # cleanup's and pickup's line, once each
+    assert log.count("rejected: 5.3.4 message file too big") == 1, log
+    assert log.count("sender non-delivery notification: %s" % notice) == 1, log
+    assert len(inst.queue("incoming")) == 1
     # The system still works.
     inst.sendmail("bob@example.net", input="Subject: small\n\nok\n")
-    assert wait_for(lambda: len(inst.queue("incoming")) == 1), inst.log()
+    assert wait_for(lambda: len(inst.queue("incoming")) == 2), inst.log()
+
+
+def test_refused_message_stays_in_maildrop_while_its_notice_cannot_be_queued(inst):
+    """The notice of a refused message is refused as well (a tiny message_size_limit
+    for everything): the maildrop file is kept, not lost, and tried again."""
+    with open(os.path.join(inst.confdir, "main.cf"), "w") as f:
+        f.write(inst.main_cf.replace("message_size_limit = 20000", "message_size_limit = 200"))
+    inst.start()
+    bigconf = os.path.join(inst.base, "etc-big")
+    os.mkdir(bigconf)
+    with open(os.path.join(bigconf, "main.cf"), "w") as f:
+        f.write(inst.main_cf.replace("message_size_limit = 20000", "message_size_limit = 0"))
+    r = Runner(bigconf)("sendmail", "-f", "alice@example.org", "bob@example.net",
+                        input="Subject: big\n\n" + ("x" * 99 + "\n") * 30)
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: "non-delivery notice not sent" in inst.log()), inst.log()
+    assert len(inst.queue("maildrop")) == 1
+    assert inst.queue("incoming") == [] and inst.queue("corrupt") == []
 
 
 def test_cleanup_killed_is_restarted_and_nothing_is_lost(inst):

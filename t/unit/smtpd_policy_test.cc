@@ -311,9 +311,12 @@ TEST_CASE("smtpd_policy: access tables and their values", "[smtpd_policy]") {
                  "postmaster@ REJECT Not a real postmaster\n"
                  "<> REJECT No bounces here\n"
                  "listed.example reject_unauth_destination\n"
+                 "checked.example reject_unknown_sender_domain\n"
                  "weird.example FROBNICATE\n");
   build_table("hash:" + site.dir.path + "/senders", {});
-  site.main_cf += "smtpd_sender_restrictions = check_sender_access hash:" + site.dir.path + "/senders\n"
+  test::DnsServer dns("{}");
+  site.main_cf += "dns_resolver_conf = " + dns.conf() + "\n"
+                  "smtpd_sender_restrictions = check_sender_access hash:" + site.dir.path + "/senders\n"
                   "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
   SmtpdPolicy policy = site.policy();
   auto from = [&](const std::string& sender, const std::string& to = "root@example.com") {
@@ -333,6 +336,9 @@ TEST_CASE("smtpd_policy: access tables and their values", "[smtpd_policy]") {
   CHECK(from("") == "554 5.7.1 <>: Sender address rejected: No bounces here");
   CHECK(from("x@listed.example", "x@elsewhere.example") == "554 5.7.1 <x@elsewhere.example>: Relay access denied");
   CHECK(from("x@listed.example") == "ACCEPT");
+  // A restriction that needs DNS works as a value too.
+  CHECK(from("x@nowhere.checked.example") ==
+        "450 4.1.8 <x@nowhere.checked.example>: Sender address rejected: Domain not found");
   CHECK(from("x@weird.example") == "451 4.3.5 <x@weird.example>: Server configuration error");
   // OK in the sender list is a permit for that list only: relay control still applies.
   CHECK(from("x@good.bad.example", "x@elsewhere.example") == "554 5.7.1 <x@elsewhere.example>: Relay access denied");
@@ -341,7 +347,8 @@ TEST_CASE("smtpd_policy: access tables and their values", "[smtpd_policy]") {
 TEST_CASE("smtpd_policy: client, helo and recipient access tables", "[smtpd_policy]") {
   Site site("smtpd_client_restrictions = check_client_access inline:{{198.51.100=REJECT Your network}, "
             "{blocked.example=REJECT By name}, {2001:db8:bad=REJECT v6 net}, 203.0.113.9=OK}, reject\n"
-            "smtpd_helo_restrictions = check_helo_access inline:{{liar.example = 550 Not you}}\n"
+            "smtpd_helo_restrictions = check_helo_access inline:{{liar.example = 550 Not you}, "
+            "{[192.0.2.66] = REJECT Not our address}}\n"
             "smtpd_recipient_restrictions = check_recipient_access inline:{{root@ = REJECT No mail for root}}, "
             "reject_unauth_destination\n");
   SmtpdPolicy policy = site.policy();
@@ -359,6 +366,8 @@ TEST_CASE("smtpd_policy: client, helo and recipient access tables", "[smtpd_poli
   s.client_address = "203.0.113.9";
   s.helo_name = "Liar.Example";
   CHECK(rcpt(policy, s) == "550 5.7.1 <Liar.Example>: Helo command rejected: Not you");
+  s.helo_name = "[192.0.2.66]";
+  CHECK(rcpt(policy, s) == "554 5.7.1 <[192.0.2.66]>: Helo command rejected: Not our address");
   s.helo_name = "client.example.net";
   s.recipient = "root@example.com";
   CHECK(rcpt(policy, s) == "554 5.7.1 <root@example.com>: Recipient address rejected: No mail for root");
@@ -384,6 +393,21 @@ TEST_CASE("smtpd_policy: a table that fails temporarily answers 451, never 5xx o
   PolicyVerdict v = site.policy().check(SmtpdStage::kRcpt, s);
   CHECK(v.kind == PolicyVerdict::Kind::kDefer);
   CHECK_THAT(v.log, Catch::Contains("restriction=smtpd_relay_restrictions:permit_mynetworks"));
+}
+
+TEST_CASE("smtpd_policy: a table that cannot be opened fails every lookup temporarily", "[smtpd_policy]") {
+  Site site;
+  std::string missing = site.dir.path + "/missing";
+  SmtpdSession s = outsider("sales@example.com");
+  site.main_cf += "smtpd_client_restrictions = check_client_access hash:" + missing + "\n";
+  CHECK(rcpt(site.policy(), s) == "451 4.3.0 <unknown[198.51.100.7]>: Temporary lookup failure");
+  // A missing alias database defers mail for local users instead of refusing it.
+  Site no_aliases("alias_maps = hash:" + missing + "\n");
+  CHECK(rcpt(no_aliases.policy(), s) == "451 4.3.0 <sales@example.com>: Temporary lookup failure");
+  // Mail that does not need the table still flows.
+  SmtpdSession relay = outsider("friend@elsewhere.example");
+  relay.client_address = "192.0.2.1";
+  CHECK(rcpt(no_aliases.policy(), relay) == "ACCEPT");
 }
 
 TEST_CASE("smtpd_policy: mynetworks patterns, files and mynetworks_style", "[smtpd_policy]") {
@@ -477,8 +501,12 @@ TEST_CASE("smtpd_policy: bad restriction lists are refused naming main.cf and th
         "main.cf:6: smtpd_client_restrictions: check_client_access needs an argument");
   CHECK(error_for("smtpd_client_restrictions = check_client_access permit\n") ==
         "main.cf:6: smtpd_client_restrictions: check_client_access needs a type:table, not permit");
-  CHECK_THAT(error_for("smtpd_client_restrictions = check_client_access nosuch:/x\n"),
-             Catch::StartsWith("main.cf:6: smtpd_client_restrictions: check_client_access nosuch:/x: "));
+  CHECK(error_for("smtpd_client_restrictions = check_client_access nosuch:/x\n") ==
+        "main.cf:6: smtpd_client_restrictions: check_client_access: not a type:table this server knows: nosuch:/x");
+  CHECK_THAT(error_for("smtpd_client_restrictions = check_client_access inline:{a=b, broken\n"),
+             Catch::StartsWith("main.cf:6: smtpd_client_restrictions: check_client_access: "));
+  CHECK(error_for("relay_domains = example.org, nosuch:/x\n") ==
+        "main.cf:6: relay_domains: not a type:table this server knows: nosuch:/x");
   CHECK(error_for("smtpd_client_restrictions = reject_rbl_client zen.example=bogus\n") ==
         "main.cf:6: smtpd_client_restrictions: reject_rbl_client: bad reply address in zen.example=bogus");
   CHECK(error_for("smtpd_relay_restrictions = permit_mynetworks\n") ==
@@ -488,8 +516,7 @@ TEST_CASE("smtpd_policy: bad restriction lists are refused naming main.cf and th
         "main.cf:6: mynetworks: host bits set in network: 192.0.2.1/24 (did you mean 192.0.2.0/24?)");
   CHECK(error_for("smtpd_sender_restrictions = reject_sender_login_mismatch\n") ==
         "main.cf:6: smtpd_sender_restrictions: a sender login mismatch check needs smtpd_sender_login_maps");
-  CHECK_THAT(error_for("dns_resolver_conf = /nonexistent/resolv.conf\n"
-                       "smtpd_client_restrictions = reject_rbl_client zen.example\n"),
+  CHECK_THAT(error_for("dns_resolver_conf = /nonexistent/resolv.conf\n"),
              Catch::StartsWith("main.cf:6: dns_resolver_conf: "));
   // The relay default is enough on its own; an empty relay list needs the recipient list to say no.
   CHECK(config_error(Site("smtpd_relay_restrictions =\n"
@@ -571,4 +598,27 @@ TEST_CASE("smtpd_policy: reject_rbl_client and reverse client names over real DN
   CHECK(rcpt(reverse.policy(), s) == "ACCEPT");
   s.client_address = "198.51.100.8";
   CHECK(rcpt(reverse.policy(), s) == "450 4.7.25 Client host rejected: cannot find your reverse hostname, [198.51.100.8]");
+}
+
+TEST_CASE("recipient_check: local users from the password file and alias tables", "[smtpd_policy]") {
+  Site site("recipient_delimiter = +-\n");
+  RecipientCheck check(site.config());
+  using Status = RecipientVerdict::Status;
+  CHECK(check.check("root@example.com").status == Status::kKnown);
+  CHECK(check.check("ROOT@localhost").status == Status::kKnown);  // user names are looked up in lower case
+  CHECK(check.check("root+tag@example.com").status == Status::kKnown);
+  CHECK(check.check("root-tag@example.com").status == Status::kKnown);
+  CHECK(check.check("sales@example.com").status == Status::kKnown);
+  CHECK(check.check("root").status == Status::kKnown);  // a bare name is local
+  RecipientVerdict unknown = check.check("no-such-user-here@example.com");
+  CHECK(unknown.status == Status::kUnknown);
+  CHECK(unknown.code == 550);
+  CHECK(unknown.reason == "User unknown in local recipient table");
+  // Other domains are relay control's business, not this check's.
+  CHECK(check.check("no-such-user-here@elsewhere.example").status == Status::kKnown);
+
+  Site passwd_only("local_recipient_maps = unix:passwd.byname\n");
+  RecipientCheck users(passwd_only.config());
+  CHECK(users.check("root@example.com").status == Status::kKnown);
+  CHECK(users.check("sales@example.com").status == Status::kUnknown);
 }

@@ -262,6 +262,17 @@ TEST_CASE("unusable server settings are errors that name the parameter", "[tls]"
                                                  "-----END CERTIFICATE-----\n");
     expected = "smtpd_tls_cert_file = " + s.cert_file + ": malformed";
   }
+  SECTION("an encrypted key") {
+    EvpPkeyPtr key = new_key();
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key.get(), EVP_aes_128_cbc(), nullptr, 0, nullptr, const_cast<char*>("pass"));
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    s.key_file = pki().dir.write("encrypted.key", std::string(data, static_cast<size_t>(n)), 0600);
+    BIO_free(bio);
+    expected = "smtpd_tls_key_file = " + s.key_file +
+               ": the private key is encrypted (a daemon cannot ask for its passphrase)";
+  }
   SECTION("an unknown protocol") {
     s.protocols = "!SSLv2, TLSv9";
     expected = "smtpd_tls_protocols = !SSLv2, TLSv9: unknown protocol 'TLSv9'";
@@ -432,4 +443,34 @@ TEST_CASE("contexts from main.cf use the parameter families and say where a bad 
   Config bad_curves = Config::parse(pki().dir.path, main_cf + "tls_eecdh_auto_curves = nosuch\n");
   CHECK_THROWS_WITH(make_server_context(bad_curves, "smtpd_tls_", false),
                     Catch::Matchers::StartsWith(pki().dir.path + "/main.cf:6: tls_eecdh_auto_curves = nosuch: "));
+}
+
+TEST_CASE("sessions resume unless the session timeout is zero", "[tls]") {
+  TlsClientSettings c;
+  c.protocols = "TLSv1.2";  // a TLS 1.2 session is ready right after the handshake
+  SslCtxPtr client_ctx = make_client_context(c);
+  // Two handshakes; the second offers the first one's session. True when it resumed.
+  auto resumes = [&](SSL_CTX* server_ctx) {
+    auto first = handshake(server_ctx, client_ctx.get());
+    REQUIRE(first.client.ok());
+    SSL_SESSION* session = SSL_get1_session(first.client->ssl());
+    REQUIRE(session);
+    auto [a, b] = make_socketpair();
+    auto server = std::async(std::launch::async, [fd = std::move(a), server_ctx]() mutable {
+      return TlsStream::accept(std::move(fd), server_ctx, 5s);
+    });
+    SslPtr ssl = make_client_ssl(client_ctx.get(), "mx.example.com");
+    SSL_set_session(ssl.get(), session);
+    SSL_SESSION_free(session);
+    auto second = TlsStream::connect(std::move(b), std::move(ssl), 5s);
+    REQUIRE(server.get().ok());
+    REQUIRE(second.ok());
+    return SSL_session_reused(second->ssl()) == 1;
+  };
+  SslCtxPtr caching = make_server_context(server_settings());
+  CHECK(resumes(caching.get()));
+  TlsServerSettings no_cache = server_settings();
+  no_cache.session_timeout = std::chrono::seconds(0);
+  SslCtxPtr fresh = make_server_context(no_cache);
+  CHECK_FALSE(resumes(fresh.get()));
 }
