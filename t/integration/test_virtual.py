@@ -25,6 +25,8 @@ from mariadb import mariadb_server  # noqa: F401 (a fixture)
 MASTER_CF = ("pickup unix n - n 1 1 pickup\n"
              "cleanup unix n - n - 0 cleanup\n"
              "virtual unix - n n - - virtual\n")
+QMGR_CF = ("qmgr unix n - n 1 1 qmgr\n"
+           "bounce unix - - n - 0 bounce\n")
 VUID = 5000 if ROOT else os.getuid()
 VGID = 5000 if ROOT else os.getgid()
 SENDER = "alice@example.org"
@@ -137,8 +139,9 @@ def content(path):
 # --- the instance -----------------------------------------------------------------
 
 class Instance(MailInstance):
-    def __init__(self, backend, db=None):
-        super().__init__("postern-virtual-", ["pickup", "cleanup", "virtual"], MASTER_CF)
+    def __init__(self, backend, db=None, with_qmgr=False):
+        daemons = ["pickup", "cleanup", "virtual"] + (["qmgr", "bounce"] if with_qmgr else [])
+        super().__init__("postern-virtual-", daemons, MASTER_CF + (QMGR_CF if with_qmgr else ""))
         self.backend, self.db = backend, db
         self.vbase = os.path.join(self.base, "vmail")
         os.mkdir(self.vbase, 0o750)
@@ -201,8 +204,7 @@ class Instance(MailInstance):
             with open(path, "w") as f:
                 f.write(text + "retry_interval = 1\n")
             os.chmod(path, 0o600)
-            if key == "aliases":  # cleanup reads it as mail_owner
-                os.chown(path, pwd.getpwnam(self.owner).pw_uid, -1)
+            os.chown(path, pwd.getpwnam(self.owner).pw_uid, -1)  # cleanup and qmgr read them as mail_owner
             maps[key] = "mysql:" + path
         return maps
 
@@ -392,12 +394,17 @@ def test_virtual_aliases_expand_in_cleanup_and_the_results_are_delivered(inst):
     assert len(inst.messages("ann@a.example")) == 1 and len(inst.messages("cat@b.example")) == 1
 
 
-def test_a_virtual_alias_loop_is_refused_and_kept_not_dropped(inst):
+def test_a_virtual_alias_loop_is_returned_to_the_sender_not_dropped(inst):
     inst.sendmail("-f", SENDER, "loop1@a.example", input="Subject: round and round\n\nhi\n")
-    # cleanup refuses it for good; pickup keeps it (in corrupt until it can return it to the sender).
-    assert wait_for(lambda: inst.queue("corrupt"), 15), inst.log()
-    assert "reject: 5.4.6 virtual alias loop: loop1@a.example -> loop2@a.example -> loop1@a.example" in inst.log()
-    assert inst.queue("incoming") == [] and inst.queue("maildrop") == []
+    # cleanup refuses it for good; pickup returns it to the sender with the reason.
+    assert wait_for(lambda: inst.queue("incoming"), 15), inst.log()
+    [qid] = inst.queue("incoming")
+    path = os.path.join(inst.spool, "incoming", qid)
+    assert set(recipients(path)) == {SENDER}
+    text = content(path)
+    assert "virtual alias loop: loop1@a.example -> loop2@a.example -> loop1@a.example" in text
+    assert "Subject: round and round" in text
+    assert inst.queue("maildrop") == []
 
 
 def test_mariadb_down_while_expanding_aliases_keeps_the_message_until_it_is_back(mariadb_server):
@@ -422,6 +429,29 @@ def test_mariadb_down_while_expanding_aliases_keeps_the_message_until_it_is_back
         assert inst.queue("maildrop") == []
     finally:
         inst.stop()
+
+
+def test_end_to_end_sendmail_cleanup_qmgr_virtual(inst_backend):
+    """qmgr routes virtual_mailbox_domains to virtual_transport by itself."""
+    inst = Instance(inst_backend[0], inst_backend[1], with_qmgr=True)
+    inst.start()
+    try:
+        inst.sendmail("-f", SENDER, "info@a.example", "bob@b.example", "x@c.example",
+                      input="Subject: all the way\n\nhello\n")
+        assert wait_for(lambda: inst.messages("ann@a.example") and inst.messages("cat@b.example")
+                        and os.path.exists(os.path.join(inst.vbase, "b.example", "bob"))
+                        and not inst.queue("incoming") and not inst.queue("active"), 20), inst.log()
+        with open(os.path.join(inst.vbase, "b.example", "bob")) as f:
+            assert f.read().count("Subject: all the way") == 2  # for itself and for x@c.example
+        assert inst.queue("deferred") == [] and inst.queue("hold") == []
+        assert "relay=virtual, status=sent" in inst.log()
+    finally:
+        inst.stop()
+
+
+@pytest.fixture(params=["hash", "mysql"])
+def inst_backend(request):
+    return request.param, request.getfixturevalue("mariadb_server") if request.param == "mysql" else None
 
 
 @pytest.mark.skipif(not ROOT, reason="needs root to deliver as another user")
