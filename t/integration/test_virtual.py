@@ -139,9 +139,11 @@ def content(path):
 # --- the instance -----------------------------------------------------------------
 
 class Instance(MailInstance):
-    def __init__(self, backend, db=None, with_qmgr=False):
-        daemons = ["pickup", "cleanup", "virtual"] + (["qmgr", "bounce"] if with_qmgr else [])
-        super().__init__("postern-virtual-", daemons, MASTER_CF + (QMGR_CF if with_qmgr else ""))
+    def __init__(self, backend, db=None, with_qmgr=False, with_auth=False):
+        daemons = ["pickup", "cleanup", "virtual"] + (["qmgr", "bounce"] if with_qmgr else []) + \
+            (["auth"] if with_auth else [])
+        super().__init__("postern-virtual-", daemons, MASTER_CF + (QMGR_CF if with_qmgr else "") +
+                         ("auth unix - n n - - auth\n" if with_auth else ""))
         self.backend, self.db = backend, db
         self.vbase = os.path.join(self.base, "vmail")
         os.mkdir(self.vbase, 0o750)
@@ -150,7 +152,9 @@ class Instance(MailInstance):
             maps = self.hash_tables()
         else:
             maps = self.mysql_tables()
-        self.main_cf += ("virtual_mailbox_domains = %(domains)s\nvirtual_mailbox_maps = %(mailboxes)s\n"
+        self.main_cf += ("virtual_user_database = %(admin)s\nauth_password_maps = %(passwords)s\n"
+                         "auth_failure_delay = 0\n"
+                         "virtual_mailbox_domains = %(domains)s\nvirtual_mailbox_maps = %(mailboxes)s\n"
                          "virtual_alias_domains = c.example\nvirtual_alias_maps = %(aliases)s\n"
                          "virtual_mailbox_limit_maps = %(quota)s\nvirtual_mailbox_base = %(base)s\n"
                          "virtual_uid_maps = static:%(uid)d\nvirtual_gid_maps = static:%(gid)d\n"
@@ -164,9 +168,11 @@ class Instance(MailInstance):
         self.write_table("vmailbox", "".join("%s %s\n" % (a, m) for a, m, _ in USERS))
         self.write_quota({a: q for a, _, q in USERS})
         self.write_table("valias", "".join("%s %s\n" % (a, t) for a, t in ALIASES))
-        return {k: "hash:" + os.path.join(self.confdir, f)
+        self.write_table("vpasswd", "")
+        maps = {k: "hash:" + os.path.join(self.confdir, f)
                 for k, f in (("domains", "vdomains"), ("mailboxes", "vmailbox"), ("quota", "vquota"),
-                             ("aliases", "valias"))}
+                             ("aliases", "valias"), ("passwords", "vpasswd"))}
+        return dict(maps, admin="hash:" + self.confdir)
 
     def write_table(self, name, text):
         path = os.path.join(self.confdir, name)
@@ -193,7 +199,8 @@ class Instance(MailInstance):
                database=db.database)
         maps = {}
         for key, name in (("domains", "mysql_virtual_domains.cf"), ("mailboxes", "mysql_virtual_mailboxes.cf"),
-                          ("quota", "mysql_virtual_quota.cf"), ("aliases", "mysql_virtual_aliases.cf")):
+                          ("quota", "mysql_virtual_quota.cf"), ("aliases", "mysql_virtual_aliases.cf"),
+                          ("passwords", "mysql_passwords.cf")):
             with open(os.path.join(TOP, "conf", name)) as f:
                 text = f.read()
             text = re.sub(r"(?m)^hosts = .*$", "hosts = unix:" + db.socket, text)
@@ -206,6 +213,10 @@ class Instance(MailInstance):
             os.chmod(path, 0o600)
             os.chown(path, pwd.getpwnam(self.owner).pw_uid, -1)  # cleanup and qmgr read them as mail_owner
             maps[key] = "mysql:" + path
+        admin = os.path.join(self.base, "admin.cf")
+        with open(admin, "w") as f:
+            f.write("hosts = unix:%s\nuser = root\npassword =\ndbname = %s\n" % (db.socket, db.database))
+        maps["admin"] = "mysql:" + admin
         return maps
 
     def set_quota(self, address, quota):
@@ -445,6 +456,33 @@ def test_end_to_end_sendmail_cleanup_qmgr_virtual(inst_backend):
             assert f.read().count("Subject: all the way") == 2  # for itself and for x@c.example
         assert inst.queue("deferred") == [] and inst.queue("hold") == []
         assert "relay=virtual, status=sent" in inst.log()
+    finally:
+        inst.stop()
+
+
+def test_one_user_database_for_delivery_and_login(inst_backend):
+    """A user made by postern user gets mail through virtual and logs in through auth."""
+    from test_auth import AuthConnection
+    inst = Instance(inst_backend[0], inst_backend[1], with_auth=True)
+    inst.start()
+    try:
+        r = inst.run("postern", "-c", inst.confdir, "user", "add", "eve@a.example", "-p", input="eve's secret\n")
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.1)  # a hash: table is checked for a rebuild once a second
+        path = inst.queue_message(["eve@a.example"])
+        assert inst.deliver(path)["eve@a.example"][:2] == ("ok", "2.0.0")
+        socket_path = os.path.join(inst.spool, "private", "auth")
+        assert wait_for(lambda: os.path.exists(socket_path)), inst.log()
+        c = AuthConnection(socket_path)
+        assert (c.verify("Eve@a.example", "eve's secret")["status"], c.verify("eve@a.example", "x")["status"]) \
+            == ("ok", "fail")
+        c.close()
+        assert inst.run("postern", "-c", inst.confdir, "user", "del", "eve@a.example").returncode == 0
+        time.sleep(1.1)
+        c = AuthConnection(socket_path)
+        assert c.verify("eve@a.example", "eve's secret")["status"] == "fail"
+        c.close()
+        assert "eve's secret" not in inst.log()
     finally:
         inst.stop()
 
