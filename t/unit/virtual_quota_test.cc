@@ -47,6 +47,7 @@ struct VirtualSetup {
   }
 };
 
+// The content points at message: keep it alive as long as the result.
 DeliveryContent content_of(const std::string& message) { return {"sender@example.org", "", message}; }
 
 }  // namespace
@@ -222,7 +223,8 @@ TEST_CASE("virtual: quota edge cases through write()", "[virtual_quota]") {
   // Written as this process: switching to the owner is the daemon's part (integration tests).
   VirtualSetup s;
   std::string body(100, 'x');
-  DeliveryContent c = content_of("Subject: q\n\n" + body + "\n");
+  std::string text = "Subject: q\n\n" + body + "\n";  // c only points at it
+  DeliveryContent c = content_of(text);
   uint64_t size = maildir_message_size(c);
   std::string limit = std::to_string(3 * size);
   s.extra = "virtual_mailbox_maps = " + s.table("m", "ann@a.example a/ann/\nbob@a.example a/bob\n") +
@@ -232,7 +234,11 @@ TEST_CASE("virtual: quota edge cases through write()", "[virtual_quota]") {
   REQUIRE(ann.ok());
   std::string md = s.base + "/a/ann";
   // The Maildir does not exist yet: it is created (mode 0700), and filled exactly to the limit.
-  for (int i = 0; i < 3; ++i) REQUIRE(boxes.write(ann.mailbox, c, {}).ok());
+  for (int i = 0; i < 3; ++i) {
+    MailboxResult r = boxes.write(ann.mailbox, c, {});
+    INFO(r.dsn + " " + r.text);
+    REQUIRE(r.ok());
+  }
   CHECK((fs::status(md).permissions() & fs::perms::all) == fs::perms::owner_all);
   CHECK(files_in(md + "/new") == 3);
   // The first delivery made the Maildir, the second built maildirsize by a scan, then appends.
