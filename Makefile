@@ -28,7 +28,7 @@ LDLIBS   += -levent -levent_openssl -ldb -lresolv $(shell pkg-config --libs libm
 # Programs: one folder each, with its main.cc. Commands are installed in sbin,
 # daemons in daemon_directory ($PREFIX/lib/postern), where master finds them.
 COMMANDS := postconf postmap postalias postern postcat postsuper postqueue sendmail postdrop postpasswd
-DAEMONS  := master pickup cleanup qmgr local bounce smtpd smtp auth
+DAEMONS  := master pickup cleanup qmgr local bounce smtpd smtp auth virtual
 PROGRAMS := $(COMMANDS) $(DAEMONS)
 # Programs also run under another name (they look at argv[0]): link:program.
 ALIASES  := newaliases:postalias mailq:postqueue

@@ -8,8 +8,9 @@
 // A service with a wakeup time (column 6) is triggered every that many seconds by
 // a connection to its socket, which starts a process when none runs (pickup and
 // qmgr scan their queues on a trigger); "N?" wakes only a service that has a
-// process running.  chroot=y (master running as root) makes pickup, cleanup and
-// bounce chroot themselves into queue_directory before they give up root; the
+// process running.  chroot=y (master running as root) makes pickup, bounce and
+// cleanup (when virtual_alias_maps is empty) chroot themselves into
+// queue_directory before they give up root; the
 // other daemons open files outside the spool while they run and are started
 // unchrooted, with a warning naming the master.cf line.
 // Without -d master detaches and returns once it is ready (listeners open, pid

@@ -51,8 +51,10 @@ namespace {
 // The daemons that need nothing outside queue_directory once started, and so
 // may run chrooted into it (master.cf chroot=y).  The others open tables,
 // certificates and user databases while they run.
-bool can_chroot(const std::string& command) {
-  return command == "pickup" || command == "cleanup" || command == "bounce";
+// cleanup opens virtual_alias_maps when its first message comes: only without them.
+bool can_chroot(const std::string& command, const Config& config) {
+  if (command == "cleanup") return config.str("virtual_alias_maps").empty();
+  return command == "pickup" || command == "bounce";
 }
 
 // Connects to the UNIX socket fd listens on and hangs up at once (a trigger).
@@ -173,7 +175,7 @@ std::shared_ptr<Master::Service> Master::make_service(const MasterService& spec,
   if (spec.chroot && ::geteuid() != 0)
     log_warn("%s:%d: service %s: chroot needs master to run as root; it runs without it", spec.file.c_str(),
              spec.line, spec.id().c_str());
-  else if (spec.chroot && !can_chroot(spec.command))
+  else if (spec.chroot && !can_chroot(spec.command, config_))
     log_warn("%s:%d: service %s: %s cannot run chrooted yet (it opens files outside queue_directory); it runs "
              "without it",
              spec.file.c_str(), spec.line, spec.id().c_str(), spec.command.c_str());
@@ -245,7 +247,7 @@ void Master::start_child(const std::shared_ptr<Service>& service) {
   // configuration are loaded, and only then gives up root (-r, and -u when it
   // runs as mail_owner).  It needs root for that: an instance not run by root
   // runs the service unchrooted (master warned when it read master.cf).
-  const bool chroot_child = spec.chroot && ::geteuid() == 0 && can_chroot(spec.command);
+  const bool chroot_child = spec.chroot && ::geteuid() == 0 && can_chroot(spec.command, config_);
   if (chroot_child) {
     args.push_back("-r");
     if (credentials_.change && spec.unprivileged) args.push_back("-u");

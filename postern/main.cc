@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "mail/address_class.h"
 #include "mail/config.h"
 #include "mail/master_cf.h"
 #include "mail/spool.h"
@@ -38,6 +39,7 @@
 #include "util/file.h"
 #include "util/log.h"
 #include "util/process.h"
+#include "users.h"
 
 using namespace postern;
 
@@ -173,6 +175,9 @@ bool create_missing_accounts(const Config& config) {
 }
 
 int check(const Config& config) {
+  auto conflicts = domain_class_conflicts(config);  // a domain in two address classes
+  for (const std::string& conflict : conflicts) log_error("%s", conflict.c_str());
+  if (!conflicts.empty()) return 1;
   if (::geteuid() == 0 && !create_missing_accounts(config)) return 1;
   std::string spool = config.str("queue_directory");
   SpoolOwners owners = owners_for(config);
@@ -188,6 +193,9 @@ int check(const Config& config) {
 constexpr const char* kUsage = "usage: postern [-c dir] start|start-fg|stop|reload|status|check";
 
 int run(int argc, char** argv) {
+  size_t skip = argc > 2 && std::string_view(argv[1]) == "-c" ? 2 : 0;  // postern [-c dir] user|domain ...
+  if (std::vector<std::string> words(argv + 1 + skip, argv + argc); is_user_admin_command(words))
+    return run_user_admin(Config::choose_dir(skip ? argv[2] : ""), words);
   std::string dir;
   std::string verb;
   for (int i = 1; i < argc; ++i) {

@@ -214,6 +214,11 @@ IncomingMessage::IncomingMessage(const Config& config, const CleanupBegin& begin
   if (!begin.source_id.empty() && !is_valid_queue_id(begin.source_id))
     throw CleanupRefusal{"perm", "5.5.4 bad request: invalid source_id"};
   try {
+    aliases_ = &process_virtual_aliases(config);
+  } catch (const std::exception& e) {  // a table that cannot be opened now
+    throw CleanupRefusal{"temp", std::string("4.3.0 virtual_alias_maps: ") + e.what()};
+  }
+  try {
     writer_ = begin.source_id.empty()
                   ? std::make_unique<QueueFileWriter>(incoming_folder())
                   : std::make_unique<QueueFileWriter>(incoming_folder(), 0600, begin.source_id);
@@ -255,9 +260,16 @@ IncomingMessage::IncomingMessage(const Config& config, const CleanupBegin& begin
 void IncomingMessage::add_recipient(const CleanupRecipient& rcpt) {
   if (rcpt.address.empty() || rcpt.notify < 0 || rcpt.notify > kNotifyMask)
     throw CleanupRefusal{"perm", "5.1.3 bad recipient"};
+  // Virtual alias expansion: each final address is a recipient; the original one is kept as ORCPT.
+  std::string address = qualify_address(rcpt.address, rewrite_context_, origin_);
+  AliasExpansion expansion = aliases_->expand(address);
+  if (!expansion.expanded())
+    throw CleanupRefusal{expansion.status == AliasExpansion::Status::kDefer ? "temp" : "perm",
+                         expansion.dsn + " " + expansion.reason};
   try {
-    writer_->add_recipient(qualify_address(rcpt.address, rewrite_context_, origin_), rcpt.orcpt,
-                           static_cast<uint8_t>(rcpt.notify));
+    for (const std::string& final_address : expansion.addresses)
+      writer_->add_recipient(final_address, rcpt.orcpt.empty() && expansion.changed ? "rfc822;" + address : rcpt.orcpt,
+                             static_cast<uint8_t>(rcpt.notify));
   } catch (const SystemError& e) {
     throw CleanupRefusal{"temp", std::string("4.3.0 queue file write error: ") + e.what()};
   } catch (const std::length_error& e) {

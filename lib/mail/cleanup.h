@@ -32,6 +32,7 @@
 #include "mail/cleanup_protocol.h"
 #include "mail/queue_file.h"
 #include "mail/submission.h"
+#include "mail/virtual_alias.h"
 
 namespace postern {
 
@@ -139,6 +140,7 @@ class IncomingMessage {
   std::string queue_id_;
   std::unique_ptr<ContentCleaner> cleaner_;
   size_t recipients_ = 0;
+  VirtualAliases* aliases_;  // virtual_alias_maps (virtual_alias.h)
 };
 
 // Pokes the queue manager through SPOOL/public/qmgr when it exists (a connect
