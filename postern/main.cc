@@ -14,7 +14,12 @@
 //                             first creates mail_owner (a system user with its own
 //                             group, no home, no login shell) and setgid_group (a
 //                             system group) when they do not exist, with useradd and
-//                             groupadd, as Postfix's packages do at installation
+//                             groupadd, as Postfix's packages do at installation;
+//                             a domain in two address classes is an error
+//   postern [-c dir] user add|del|passwd|quota|list ...
+//   postern [-c dir] domain add|del|list ...
+//                             manage virtual users and domains in hash: files or
+//                             MariaDB (virtual_user_database; postern/users.h)
 // master is $daemon_directory/master; the running one is found through the lock
 // on queue_directory/pid/master.pid.
 #include <fcntl.h>
@@ -190,7 +195,8 @@ int check(const Config& config) {
   return problems.empty() ? 0 : 1;
 }
 
-constexpr const char* kUsage = "usage: postern [-c dir] start|start-fg|stop|reload|status|check";
+constexpr const char* kUsage =
+    "usage: postern [-c dir] start|start-fg|stop|reload|status|check, or postern [-c dir] user|domain ...";
 
 int run(int argc, char** argv) {
   size_t skip = argc > 2 && std::string_view(argv[1]) == "-c" ? 2 : 0;  // postern [-c dir] user|domain ...

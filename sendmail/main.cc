@@ -2,6 +2,7 @@
 //   sendmail [-c dir | -C file] [-t] [-i] [-f sender] [-F full_name] [option...] [recipient...]
 //   sendmail -bp            (mailq)
 //   sendmail -bi | -I       (newaliases)
+//   sendmail -bs            (SMTP on standard input and output)
 //   sendmail -q | -qRsite | -qIqueue_id
 // Reads a message from standard input and puts it, with its envelope, into the
 // maildrop queue as one complete queue file (owner-execute bit and END record,
@@ -38,8 +39,10 @@
 // a program run by sendmail gets the same. -bp runs postqueue -p, -bi runs
 // postalias over alias_database, -q runs postqueue -f (-qR postqueue -s,
 // -qI postqueue -i), -bd and -bl run "postern start", all from command_directory.
-// -bs (SMTP on standard input) and -bv (address verification) are not supported
-// yet: sendmail says so and exits 69 (EX_UNAVAILABLE); -n exits 64 as in Postfix.
+// -bs speaks SMTP on standard input and output (HELO/EHLO, MAIL, RCPT, DATA, RSET,
+// NOOP, VRFY, QUIT; MAIL FROM sets the sender as -f does) and queues each message
+// as above.  -bv (address verification) is not supported yet: sendmail says so
+// and exits 69 (EX_UNAVAILABLE); -n exits 64 as in Postfix.
 //
 // Exit status (sysexits.h): 0 when the message is queued; 64 (EX_USAGE) for a bad
 // command line, a malformed argument address, or no recipient at all ("No
@@ -72,6 +75,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -79,6 +83,7 @@
 
 #include "mail/config.h"
 #include "mail/queue_file.h"
+#include "mail/smtp_command.h"
 #include "mail/submission.h"
 #include "util/cli.h"
 #include "util/file.h"
@@ -405,8 +410,12 @@ void run_postdrop(const Config& config, UniqueFd file) {
 
 // Writes the queue file and returns its queue ID (empty when postdrop queued it).
 // Throws Refusal, or SystemError when the system fails; either way the file is gone.
+// The lines of one message, without line ends; nothing at its end.  max_line bounds
+// a line without LF (a longer one is a failure).
+using LineSource = std::function<Result<std::optional<std::string>>(size_t max_line)>;
+
 std::string submit(const CommandLine& cl, const Config& config, const Envelope& env, const DropTarget& target,
-                   uint64_t size_limit) {
+                   uint64_t size_limit, const LineSource& source) {
   const char* tmpdir = std::getenv("TMPDIR");
   // 0644: pickup, running as mail_owner, must be able to read what a user wrote.
   QueueFileWriter writer(target.direct ? target.maildrop : tmpdir && *tmpdir ? tmpdir : "/tmp",
@@ -424,10 +433,9 @@ std::string submit(const CommandLine& cl, const Config& config, const Envelope& 
 
   const std::string too_big =
       format("message file too big (message_size_limit = %llu bytes)", static_cast<unsigned long long>(size_limit));
-  MessageReader in(STDIN_FILENO, cl.dot_ends_input);
   uint64_t size = 0;
   auto next = [&]() -> std::optional<std::string> {
-    Result<std::optional<std::string>> line = in.next_line(size_limit > 0 ? size_limit : UINT32_MAX);
+    Result<std::optional<std::string>> line = source(size_limit > 0 ? size_limit : UINT32_MAX);
     if (!line) throw Refusal{EX_DATAERR, line.error() == "line too long" ? too_big : line.error()};
     if (*line) {
       size += (*line)->size() + 1;
@@ -483,27 +491,34 @@ std::string submit(const CommandLine& cl, const Config& config, const Envelope& 
   return writer.queue_id();
 }
 
+// Queues one message read from source, and wakes pickup.  Returns the queue ID
+// (empty when postdrop queued it).  Throws Refusal, SystemError, std::length_error.
+std::string queue_message(const CommandLine& cl, const Config& config, const Envelope& env, const LineSource& source) {
+  std::string spool = config.str("queue_directory");
+  if (spool.empty()) throw ConfigError(config.main_cf_path(), 0, "queue_directory is empty");
+  int64_t limit = config.bytes("message_size_limit");
+  // postdrop only when maildrop is there but closed to us; a missing maildrop
+  // is reported as the failure to write it (exit 75), whoever we are.
+  bool writable = ::access((spool + "/maildrop").c_str(), W_OK | X_OK) == 0 || errno != EACCES;
+  DropTarget target{spool + "/maildrop", writable};
+  std::string id = submit(cl, config, env, target, limit > 0 ? static_cast<uint64_t>(limit) : 0, source);
+  if (target.direct) {
+    // Wake pickup (a connect is the trigger); if it is not running, master's wakeup will start it.
+    (void)connect_unix(spool + "/public/pickup", std::chrono::milliseconds(100));
+    log_debug("%s: queued in maildrop, from=<%s>", id.c_str(), env.sender.c_str());
+  }
+  return id;
+}
+
 int enqueue(const CommandLine& cl, const Config& config) {
   if (cl.recipients.empty() && !cl.extract)
     log_fatal_status(EX_USAGE, "Recipient addresses must be specified on the command line or via the -t option");
   Envelope env = make_envelope(cl, config);
-  std::string spool = config.str("queue_directory");
-  if (spool.empty()) throw ConfigError(config.main_cf_path(), 0, "queue_directory is empty");
-  int64_t limit = config.bytes("message_size_limit");
   std::string who = format("%s(%lu)", env.sender.c_str(), static_cast<unsigned long>(getuid()));
-
   for (int s : kCleanupSignals) ::signal(s, on_signal);
   try {
-    // postdrop only when maildrop is there but closed to us; a missing maildrop
-    // is reported as the failure to write it (exit 75), whoever we are.
-    bool writable = ::access((spool + "/maildrop").c_str(), W_OK | X_OK) == 0 || errno != EACCES;
-    DropTarget target{spool + "/maildrop", writable};
-    std::string id = submit(cl, config, env, target, limit > 0 ? static_cast<uint64_t>(limit) : 0);
-    if (target.direct) {
-      // Wake pickup (a connect is the trigger); if it is not running, master's wakeup will start it.
-      (void)connect_unix(spool + "/public/pickup", std::chrono::milliseconds(100));
-      log_debug("%s: queued in maildrop, from=<%s>", id.c_str(), env.sender.c_str());
-    }
+    MessageReader in(STDIN_FILENO, cl.dot_ends_input);
+    queue_message(cl, config, env, [&](size_t max_line) { return in.next_line(max_line); });
     return 0;
   } catch (const Refusal& r) {
     log_fatal_status(r.status, "%s: %s", who.c_str(), r.message.c_str());
@@ -511,6 +526,137 @@ int enqueue(const CommandLine& cl, const Config& config) {
     log_fatal_status(EX_TEMPFAIL, "%s: error writing queue file: %s", who.c_str(), e.what());
   } catch (const std::length_error& e) {
     log_fatal_status(EX_DATAERR, "%s: %s", who.c_str(), e.what());
+  }
+}
+
+// The address of "<address> [parameters]" in MAIL FROM / RCPT TO, in the form the
+// queue file keeps ("" for <>); parameters are ignored.
+Result<std::string> smtp_path(std::string_view text) {
+  text = trim(text);
+  size_t close = text.find('>');
+  if (text.empty() || text[0] != '<' || close == std::string_view::npos) return fail("expected <address>");
+  std::string_view inner = text.substr(1, close - 1);
+  if (inner.empty()) return std::string();
+  return submission_address(inner);
+}
+
+// sendmail -bs: an SMTP dialogue on standard input and output, as a program that
+// submits mail through a pipe expects.  Each message is queued as sendmail
+// queues one (maildrop, postdrop for ordinary users), so the submitting user is
+// known; MAIL FROM sets the envelope sender as -f does.  Commands: HELO, EHLO,
+// MAIL, RCPT, DATA, RSET, NOOP, VRFY (252), QUIT; lines end in CRLF or LF.  Ends
+// with 0 at QUIT or the end of input.
+int standalone_smtp(const CommandLine& cl, const Config& config) {
+  auto say = [](const std::string& reply) {
+    std::fputs(reply.c_str(), stdout);
+    std::fflush(stdout);
+  };
+  std::string host = config.str("myhostname");
+  say(smtp_reply(220, "", host + " ESMTP " + config.str("mail_name")));
+  MessageReader in(STDIN_FILENO, false);
+  Envelope defaults = make_envelope(cl, config);
+  std::optional<Envelope> env;
+  bool greeted = false;
+  for (int s : kCleanupSignals) ::signal(s, on_signal);
+  for (;;) {
+    Result<std::optional<std::string>> line = in.next_line(4096);
+    if (!line) {
+      say(smtp_reply(500, "5.5.0", "Error: line too long"));
+      continue;
+    }
+    if (!*line) return 0;
+    std::string text = **line;
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    SmtpCommand cmd = parse_smtp_command(text);
+    std::string_view rest;
+    if (cmd.verb == "HELO" || cmd.verb == "EHLO") {
+      greeted = true;
+      env.reset();
+      if (cmd.verb == "HELO") say(smtp_reply(250, "", host));
+      else say(smtp_reply(250, "", std::vector<std::string>{host, "8BITMIME", "ENHANCEDSTATUSCODES"}));
+    } else if (cmd.verb == "MAIL") {
+      if (!greeted) say(smtp_reply(503, "5.5.1", "Error: send HELO/EHLO first"));
+      else if (env) say(smtp_reply(503, "5.5.1", "Error: nested MAIL command"));
+      else if (!strip_path_keyword(cmd.args, "FROM:", rest)) say(smtp_reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
+      else {
+        Result<std::string> sender = smtp_path(rest);
+        if (!sender) {
+          say(smtp_reply(501, "5.1.7", "Bad sender address syntax"));
+        } else {
+          env = defaults;
+          env->sender = *sender;
+          env->recipients.clear();
+          say(smtp_reply(250, "2.1.0", "Ok"));
+        }
+      }
+    } else if (cmd.verb == "RCPT") {
+      std::string_view path;
+      if (!env) say(smtp_reply(503, "5.5.1", "Error: need MAIL command"));
+      else if (!strip_path_keyword(cmd.args, "TO:", rest)) say(smtp_reply(501, "5.5.4", "Syntax: RCPT TO:<address>"));
+      else if (Result<std::string> rcpt = smtp_path(rest); !rcpt || rcpt->empty())
+        say(smtp_reply(501, "5.1.3", "Bad recipient address syntax"));
+      else {
+        env->recipients.push_back(*rcpt);
+        say(smtp_reply(250, "2.1.5", "Ok"));
+      }
+    } else if (cmd.verb == "DATA") {
+      if (!env) {
+        say(smtp_reply(503, "5.5.1", "Error: need MAIL command"));
+        continue;
+      }
+      if (env->recipients.empty()) {
+        say(smtp_reply(554, "5.5.1", "Error: no valid recipients"));
+        continue;
+      }
+      say(smtp_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
+      bool ended = false;        // the "." line was read
+      bool input_ended = false;  // the input ended before it
+      LineSource data = [&](size_t max_line) -> Result<std::optional<std::string>> {
+        Result<std::optional<std::string>> l = in.next_line(max_line);
+        if (l && !*l) {  // the end of input before ".": the message is not complete
+          input_ended = true;
+          return fail("unexpected end of input in DATA");
+        }
+        if (!l) return l;  // too long
+        std::string& t = **l;
+        if (!t.empty() && t.back() == '\r') t.pop_back();
+        if (t == ".") {
+          ended = true;
+          return std::optional<std::string>();
+        }
+        if (!t.empty() && t[0] == '.') t.erase(0, 1);
+        return l;
+      };
+      std::string reply;
+      try {
+        std::string id = queue_message(cl, config, *env, data);
+        reply = smtp_reply(250, "2.0.0", id.empty() ? "Ok: queued" : "Ok: queued as " + id);
+      } catch (const Refusal& r) {
+        reply = smtp_reply(r.status == EX_TEMPFAIL ? 451 : 554, r.status == EX_TEMPFAIL ? "4.3.0" : "5.3.4",
+                           "Error: " + r.message);
+      } catch (const SystemError& e) {
+        reply = smtp_reply(451, "4.3.0", std::string("Error: queue file write error: ") + e.what());
+      } catch (const std::length_error& e) {
+        reply = smtp_reply(552, "5.3.4", std::string("Error: ") + e.what());
+      }
+      // A refused message may have stopped short of its end: skip to the "." line.
+      while (!ended && !input_ended) (void)data(4096);
+      env.reset();
+      if (input_ended) return 0;  // a message cut short is not queued (submit refused it)
+      say(reply);
+    } else if (cmd.verb == "RSET") {
+      env.reset();
+      say(smtp_reply(250, "2.0.0", "Ok"));
+    } else if (cmd.verb == "NOOP") {
+      say(smtp_reply(250, "2.0.0", "Ok"));
+    } else if (cmd.verb == "VRFY") {
+      say(smtp_reply(252, "2.0.0", "Send mail to find out"));
+    } else if (cmd.verb == "QUIT") {
+      say(smtp_reply(221, "2.0.0", "Bye"));
+      return 0;
+    } else {
+      say(smtp_reply(502, "5.5.2", "Error: command not recognized"));
+    }
   }
 }
 
@@ -557,7 +703,8 @@ int run(const CommandLine& cl) {
       args.push_back("start");
       run_replace(config, args);
     case Mode::kStandalone:
-      log_fatal_status(EX_UNAVAILABLE, "-bs (SMTP on standard input) is not supported yet");
+      if (has_recipients) throw UsageError("stand-alone SMTP mode requires no recipient");
+      return standalone_smtp(cl, config);
     case Mode::kVerify:
       log_fatal_status(EX_UNAVAILABLE, "-bv (address verification) is not supported yet");
     case Mode::kIgnore: return 0;

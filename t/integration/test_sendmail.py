@@ -213,8 +213,27 @@ def test_bp_lists_the_queue(run, spool):
     assert r.stdout == run("postqueue", "-p").stdout
 
 
+def test_bs_speaks_smtp_on_standard_input(run, spool):
+    dialogue = ("EHLO client\r\nMAIL FROM:<ann@example.org>\r\nRCPT TO:<bob@example.net>\r\n"
+                "RCPT TO:bad\r\nDATA\r\nSubject: over a pipe\r\n\r\n..leading dot\r\n.\r\n"
+                "DATA\r\nFOO\r\nMAIL FROM:<>\r\nRCPT TO:<x@example.net>\r\nDATA\r\ncut short\r\n")
+    r = run("sendmail", "-bs", input=dialogue)
+    assert r.returncode == 0, r.stderr
+    replies = [l.rstrip("\r") for l in r.stdout.splitlines() if l]
+    assert replies[0].startswith("220 ")
+    assert replies[-11:] == [
+        "250 ENHANCEDSTATUSCODES", "250 2.1.0 Ok", "250 2.1.5 Ok", "501 5.1.3 Bad recipient address syntax",
+        "354 End data with <CR><LF>.<CR><LF>", "250 2.0.0 Ok: queued as " + the_message(spool),
+        "503 5.5.1 Error: need MAIL command", "502 5.5.2 Error: command not recognized", "250 2.1.0 Ok",
+        "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>"]
+    # One message: the one cut short by the end of input is not queued.
+    env, content, _ = envelope_and_content(run, the_message(spool))
+    assert "sender: ann@example.org" in env and "recipient: bob@example.net" in env
+    assert content == "Subject: over a pipe\n\n.leading dot\n"
+
+
 def test_unsupported_modes_say_so(run, spool):
-    r = run("sendmail", "-bs", input="")
+    r = run("sendmail", "-bv", "x@example.net", input="")
     assert r.returncode == 69
     assert "not supported yet" in r.stderr
     r = run("sendmail", "-q")
