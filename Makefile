@@ -75,7 +75,7 @@ deps:
 
 # The whole suite: packages, build, unit tests, integration tests, one summary line.
 check: deps
-	$(MAKE) all
+	$(MAKE) -j$$(nproc) all
 	BUILD=$(BUILD) tools/run-tests
 
 unit: all
