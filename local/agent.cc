@@ -420,14 +420,14 @@ Outcome Agent::to_mailbox(const Account& account, const std::string& qualified, 
     if (::stat(spool_dir_.c_str(), &spool) == 0 && !(spool.st_mode & S_IWOTH) && (spool.st_mode & S_IWGRP))
       extra_groups.push_back(spool.st_gid);
   }
-  Outcome o = in_child_as(account, extra_groups, prepare, [&]() -> MailboxResult {
-    if (maildir) {
-      MaildirOptions options;
-      options.size_limit = size_limit_;
-      options.queue_id = request_.queue_id;
-      options.recipient = original_ + "\n" + qualified;
-      return deliver_to_maildir(target, content, options);
-    }
+  Outcome o = maildir ? in_process_as(account, [&]() -> MailboxResult {
+    MaildirOptions options;
+    options.size_limit = size_limit_;
+    options.queue_id = request_.queue_id;
+    options.recipient = original_ + "\n" + qualified;
+    return deliver_to_maildir(target, content, options);
+  })
+                      : in_child_as(account, extra_groups, prepare, [&]() -> MailboxResult {
     MboxOptions options;
     options.size_limit = size_limit_;
     return deliver_to_mbox(target, content, options);

@@ -81,6 +81,31 @@ void EffectiveIds::restore() {
   rearm_master_death_signal();
 }
 
+namespace {
+
+// A mailbox writer's result as the delivery protocol says it.
+DeliveryResult result_of(const MailboxResult& r) {
+  DeliveryResult out;
+  out.status = std::string(r.ok() ? kDeliveryOk : r.temporary() ? kDeliveryDefer : kDeliveryBounce);
+  out.dsn = r.dsn;
+  out.text = r.ok() ? (r.already_delivered ? r.text : "delivered to " + (r.file.empty() ? "mailbox" : r.file))
+                    : r.text;
+  return out;
+}
+
+}  // namespace
+
+Outcome in_process_as(const Account& account, const std::function<MailboxResult()>& write) {
+  DeliveryResult r;
+  try {
+    EffectiveIds ids(account);
+    r = result_of(write());
+  } catch (const std::exception& e) {
+    r = {0, std::string(kDeliveryDefer), "4.3.0", std::string("delivery failed: ") + e.what()};
+  }
+  return {r.status, r.dsn, r.text};
+}
+
 Outcome in_child_as(const Account& account, const std::vector<gid_t>& extra_groups,
                     const std::function<MailboxResult()>& prepare, const std::function<MailboxResult()>& write) {
   auto [rd, wr] = make_socketpair();
@@ -95,10 +120,7 @@ Outcome in_child_as(const Account& account, const std::vector<gid_t>& extra_grou
         if (::geteuid() == 0 && account.uid != 0) drop_privileges(account.uid, account.gid, extra_groups);
         r = write();
       }
-      out.status = std::string(r.ok() ? kDeliveryOk : r.temporary() ? kDeliveryDefer : kDeliveryBounce);
-      out.dsn = r.dsn;
-      out.text = r.ok() ? (r.already_delivered ? r.text : "delivered to " + (r.file.empty() ? "mailbox" : r.file))
-                        : r.text;
+      out = result_of(r);
     } catch (const std::exception& e) {
       out = {0, std::string(kDeliveryDefer), "4.3.0", std::string("delivery failed: ") + e.what()};
     }

@@ -59,6 +59,11 @@ class EffectiveIds {
   std::vector<gid_t> saved_groups_;
 };
 
+// Runs write in this process with the account's effective uid and gid (as
+// Postfix's local does): for Maildir deliveries, which run no code of the user's
+// and need no lock, so the fork of in_child_as is not worth its cost.
+Outcome in_process_as(const Account& account, const std::function<MailboxResult()>& write);
+
 // Runs write in a child process with the account's uid and gid plus the extra
 // groups (root's own deliveries stay root); prepare, when given, runs first in the
 // child while it is still root.  The result comes back over a socket pair.

@@ -323,14 +323,16 @@ MailboxResult deliver_to_maildir(const std::string& maildir, const DeliveryConte
                         options.queue_id.c_str(),
                         static_cast<unsigned long long>(stable_hash(options.recipient))) +
                  host;
-    for (int sub : {newd.get(), curd.get()}) {
-      if (auto copy = find_copy(sub, fixed_base)) {
-        MailboxResult r;
-        r.already_delivered = true;
-        r.file = dir + (sub == newd.get() ? "/new/" : "/cur/") + *copy;
-        r.text = "already delivered as " + r.file;
-        return r;
-      }
+    // A copy still in new/ has exactly the name this delivery makes (the same
+    // text, so the same size): linking into new/ finds it (EEXIST below), with
+    // no need to read the folder.  A reader may have moved it to cur/ and added
+    // flags to its name, so cur/ is searched.
+    if (auto copy = find_copy(curd.get(), fixed_base)) {
+      MailboxResult r;
+      r.already_delivered = true;
+      r.file = dir + "/cur/" + *copy;
+      r.text = "already delivered as " + r.file;
+      return r;
     }
   }
 
