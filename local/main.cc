@@ -34,9 +34,11 @@
 //      himself ("user", "\user") is the mailbox;
 //   6. the mailbox: with mailbox_command set, that command (run as for
 //      "|command" below, with the user's rights; root's as default_privs);
-//      otherwise a child process switches to the user (setgroups, setresgid,
-//      setresuid; root's own mailbox is written as root) and writes the Maildir
-//      HOME/$home_mailbox when home_mailbox ends with '/', the mbox
+//      otherwise local writes, with the user's rights (root's own mailbox as
+//      root), the Maildir HOME/$home_mailbox when home_mailbox ends with '/'
+//      (in the agent itself, with the user's effective uid, gid and group list,
+//      as Postfix's local: no user code runs there), or, from a child process
+//      that switches to the user for good (setgroups, setresgid, setresuid), the mbox
 //      HOME/$home_mailbox when it is set otherwise, else the mbox
 //      $mail_spool_directory/USER, with Delivered-To: and Return-Path: prepended,
 //      under mailbox_size_limit.  A mailbox in mail_spool_directory is created
