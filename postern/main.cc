@@ -26,6 +26,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -186,6 +187,12 @@ int check(const Config& config) {
   if (::geteuid() == 0 && !create_missing_accounts(config)) return 1;
   std::string spool = config.str("queue_directory");
   SpoolOwners owners = owners_for(config);
+  struct stat st;
+  if (::stat(spool.c_str(), &st) < 0 && errno == ENOENT) {  // a new system: nothing to report
+    create_spool(spool, owners);
+    log_info("created the spool %s", spool.c_str());
+    return 0;
+  }
   auto problems = check_spool(spool, owners);
   if (problems.empty()) return 0;
   for (const auto& p : problems) log_warn("%s", p.c_str());

@@ -4,6 +4,8 @@ command lands in the printed mailbox, and the suite stops cleanly on SIGTERM."""
 import os
 import pwd
 import signal
+import smtplib
+import ssl
 import subprocess
 import tempfile
 
@@ -33,6 +35,15 @@ def test_make_run_starts_a_working_instance():
             open(log_path).read()
         # The log is on the terminal: the delivery shows there.
         assert wait_for(lambda: "status=sent" in open(log_path).read(), 10)
+        # Submission with the instance's own certificate: STARTTLS on 2587, then AUTH is offered.
+        smtp = smtplib.SMTP("127.0.0.1", 2587, timeout=10)
+        smtp.ehlo()
+        assert smtp.has_extn("starttls") and not smtp.has_extn("auth")
+        smtp.starttls(context=ssl._create_unverified_context())
+        smtp.ehlo()
+        assert smtp.has_extn("auth")
+        smtp.quit()
+        assert "fatal" not in open(log_path).read()
         r = subprocess.run([program("postern"), "-c", conf, "status"], capture_output=True, text=True)
         assert r.returncode == 0 and "is running" in r.stdout
     finally:
