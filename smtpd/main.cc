@@ -27,6 +27,9 @@
 // "NOQUEUE: reject: ...".  With smtpd_delay_reject = no a client refused at
 // connect gets that reply instead of the greeting, and the connection ends.
 //
+// A certificate or key that cannot be used is logged ("...; TLS is not
+// available") and smtpd runs without TLS: STARTTLS gets "454 4.7.0 TLS not
+// available due to local problem", a wrapper-mode connection is closed.
 // TLS: with smtpd_tls_security_level = may or encrypt, STARTTLS is offered until
 // TLS is active; input that arrived with the STARTTLS command is discarded, and
 // after the handshake the session starts over (EHLO again).  With encrypt, MAIL and

@@ -36,6 +36,19 @@ std::string peer_address(int fd) {
   return buf;
 }
 
+// The TLS context, or none when the certificate or key cannot be used: smtpd then
+// runs without TLS and says why (STARTTLS answers 454 4.7.0, a wrapper-mode
+// connection is closed), as Postfix's smtpd does, rather than exiting at every
+// start, which would only leave master restarting it.
+SslCtxPtr server_tls_or_none(const Config& config, bool mandatory) {
+  try {
+    return make_server_context(config, "smtpd_tls_", mandatory);
+  } catch (const ConfigError& e) {
+    log_warn("%s; TLS is not available", e.what());
+    return nullptr;
+  }
+}
+
 }  // namespace
 
 SmtpServer::SmtpServer(EventLoop& loop, const Config& config, const std::vector<UniqueFd>& listeners)
@@ -44,7 +57,7 @@ SmtpServer::SmtpServer(EventLoop& loop, const Config& config, const std::vector<
       settings_(SmtpdSettings::from(config)),
       policy_(config),
       tls_(settings_.tls_level != TlsLevel::kNone || settings_.wrapper_mode
-               ? make_server_context(config, "smtpd_tls_", settings_.tls_level == TlsLevel::kEncrypt)
+               ? server_tls_or_none(config, settings_.tls_level == TlsLevel::kEncrypt)
                : nullptr),
       auth_(loop, auth_socket_path(config.str("queue_directory")), std::chrono::seconds(30)),
       committer_(loop, config.str("queue_directory") + "/incoming",

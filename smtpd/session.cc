@@ -671,7 +671,10 @@ void Session::reset_transaction() {
 // ---- STARTTLS (RFC 3207) ----
 
 void Session::starttls(std::string_view args) {
-  if (!server_.tls_context()) return error_reply(line("502 5.5.1 Error: command not implemented"));
+  if (!server_.tls_context()) {
+    if (settings_.tls_level == TlsLevel::kNone) return error_reply(line("502 5.5.1 Error: command not implemented"));
+    return reply(line("454 4.7.0 TLS not available due to local problem"));
+  }
   if (tls_active_) return error_reply(line("554 5.5.1 Error: TLS already active"));
   if (!args.empty()) return error_reply(line("501 5.5.4 Syntax: STARTTLS"));
   reply(line("220 2.0.0 Ready to start TLS"));

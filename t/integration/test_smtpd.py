@@ -672,6 +672,26 @@ def test_wrapper_mode_and_encrypt_level(tls_inst):
     e.close()
 
 
+def test_unusable_certificate_leaves_smtpd_running_without_tls():
+    # A missing key file: smtpd starts, says why, and answers STARTTLS with 454
+    # instead of exiting at every start (which would only make master restart it).
+    i = SmtpInstance("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = /nonexistent/cert.pem\n"
+                     "smtpd_tls_key_file = /nonexistent/key.pem\n")
+    i.start()
+    try:
+        c = i.connect()
+        assert c.reply().startswith("220 ")
+        ehlo = c.cmd("EHLO c")
+        assert "STARTTLS" not in ehlo
+        assert c.cmd("STARTTLS") == "454 4.7.0 TLS not available due to local problem"
+        transaction(c)  # mail still flows
+        c.close()
+        assert "TLS is not available" in i.log()
+        assert "throttling" not in i.log()
+    finally:
+        i.stop()
+
+
 def test_peer_vanishing_mid_handshake(tls_inst):
     for junk in (b"", b"\x16\x03\x01\x02\x00\x01", b"not tls at all\r\n" * 100):
         c = tls_inst.connect()
