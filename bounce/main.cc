@@ -104,21 +104,11 @@ BounceReply handle(const BounceRequest& request, const Config& config) {
 }
 
 void serve(UniqueFd client, const DaemonContext& context) {
-  auto hello = write_message(client.get(), make_hello(context.args.service), kFrameTimeout);
-  if (!hello) {
-    log_warn("hello: %s", hello.error().c_str());
-    return;
-  }
-  auto request = read_message<BounceRequest>(client.get(), kFrameTimeout);
-  if (!request) {
-    log_warn("bad request: %s", request.error().c_str());
-    return;
-  }
-  BounceReply reply = handle(*request, context.config);
-  if (reply.status != "ok")
-    log_warn("%s: notice not sent: %s", request->queue_id.c_str(), reply.reason.c_str());
-  auto sent = write_message(client.get(), reply, kFrameTimeout);
-  if (!sent) log_warn("%s: reply not delivered: %s", request->queue_id.c_str(), sent.error().c_str());
+  serve_one_request<BounceRequest>(client, context, kFrameTimeout, [&](const BounceRequest& request) {
+    BounceReply reply = handle(request, context.config);
+    if (reply.status != "ok") log_warn("%s: notice not sent: %s", request.queue_id.c_str(), reply.reason.c_str());
+    return reply;
+  });
 }
 
 }  // namespace

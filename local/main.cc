@@ -100,6 +100,7 @@
 
 #include "agent.h"
 #include "mail/daemon.h"
+#include "mail/delivery_agent.h"
 #include "mail/delivery_protocol.h"
 #include "mail/queue_file.h"
 #include "mail/queue_id.h"
@@ -113,32 +114,19 @@ namespace {
 constexpr Timeout kFrameTimeout = std::chrono::seconds(300);
 
 DeliveryReply handle(const DeliveryRequest& request, const Config& config) {
+  auto file = open_request_file(config, request);
+  if (!file) return defer_all(request, file.error());
+  const std::string& id = request.queue_id;
   DeliveryReply reply;
-  auto all = [&](std::string_view status, const std::string& dsn, const std::string& text) {
-    for (const auto& r : request.recipients) reply.results.push_back({r.offset, std::string(status), dsn, text});
-    return reply;
-  };
-  std::string prefix = "active/";
-  std::string id = request.queue_path.substr(0, prefix.size()) == prefix ? request.queue_path.substr(prefix.size())
-                                                                            : "";
-  if (!is_valid_queue_id(id) || id != request.queue_id) {
-    log_warn("bad queue path \"%s\"", request.queue_path.c_str());
-    return all(kDeliveryDefer, "4.3.0", "bad queue file name in delivery request");
-  }
-  std::string spool = config.str("queue_directory");
-  auto file = QueueFile::open(queue_file_path(spool, QueueName::kActive, id), O_RDWR);
-  if (!file) {
-    log_warn("%s: %s", id.c_str(), file.error().c_str());
-    return all(kDeliveryDefer, "4.3.0", "cannot read queue file: " + file.error());
-  }
   std::optional<Agent> agent;
   try {
     agent.emplace(config, request, *file);
   } catch (const std::exception& e) {  // an alias table that cannot be opened, a read error
     log_warn("%s: %s", id.c_str(), e.what());
-    return all(kDeliveryDefer, "4.3.0", std::string("local configuration error: ") + e.what());
+    return defer_all(request, std::string("local configuration error: ") + e.what());
   }
-  std::vector<std::pair<int64_t, bool>> to_mark;  // offset, needs sync
+  std::vector<int64_t> delivered;
+  bool sync = false;  // an mbox, file or command delivery: the mark must be durable
   for (const auto& rcpt : request.recipients) {
     Outcome o;
     try {
@@ -147,32 +135,20 @@ DeliveryReply handle(const DeliveryRequest& request, const Config& config) {
       log_warn("%s: to=<%s>: %s", id.c_str(), rcpt.address.c_str(), e.what());
       o = defer("4.3.0", std::string("local delivery failed: ") + e.what());
     }
-    if (o.status == kDeliveryOk) to_mark.push_back({rcpt.offset, o.needs_sync});
+    if (o.status == kDeliveryOk) {
+      delivered.push_back(rcpt.offset);
+      sync = sync || o.needs_sync;
+    }
     reply.results.push_back({rcpt.offset, o.status, o.dsn, o.text});
   }
-  bool sync = false;
-  for (const auto& m : to_mark) sync = sync || m.second;
-  for (size_t i = 0; i < to_mark.size(); ++i) {
-    auto marked = mark_recipient_done(file->fd(), uint64_t(to_mark[i].first), sync && i + 1 == to_mark.size());
-    if (!marked) log_error("%s: cannot mark recipient done: %s", id.c_str(), marked.error().c_str());
-  }
+  mark_delivered(*file, delivered, sync);
   return reply;
 }
 
 void serve(UniqueFd client, const DaemonContext& context) {
-  auto hello = write_message(client.get(), make_hello(context.args.service), kFrameTimeout);
-  if (!hello) {
-    log_warn("hello: %s", hello.error().c_str());
-    return;
-  }
-  auto request = read_message<DeliveryRequest>(client.get(), kFrameTimeout);
-  if (!request) {
-    log_warn("bad request: %s", request.error().c_str());
-    return;
-  }
-  DeliveryReply reply = handle(*request, context.config);
-  auto sent = write_message(client.get(), reply, kFrameTimeout);
-  if (!sent) log_warn("%s: reply not delivered: %s", request->queue_id.c_str(), sent.error().c_str());
+  serve_one_request<DeliveryRequest>(client, context, kFrameTimeout, [&](const DeliveryRequest& request) {
+    return handle(request, context.config);
+  });
 }
 
 }  // namespace

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "mail/daemon.h"
+#include "mail/delivery_agent.h"
 #include "mail/delivery_protocol.h"
 #include "mail/queue_file.h"
 #include "mail/queue_id.h"
@@ -264,30 +265,14 @@ class Delivery {
 };
 
 DeliveryReply handle(const DeliveryRequest& request, ProcessState& state, const Config& config) {
-  auto all = [&](const std::string& text) {
-    DeliveryReply reply;
-    for (const auto& r : request.recipients) reply.results.push_back({r.offset, std::string(kDeliveryDefer), "4.3.0", text});
-    return reply;
-  };
-  std::string id = request.queue_path.starts_with("active/") ? request.queue_path.substr(7) : "";
-  if (!is_valid_queue_id(id) || id != request.queue_id) {
-    log_warn("bad queue path \"%s\"", request.queue_path.c_str());
-    return all("bad queue file name in delivery request");
-  }
-  auto file = QueueFile::open(queue_file_path(config.str("queue_directory"), QueueName::kActive, id), O_RDWR);
-  if (!file) {
-    log_warn("%s: %s", id.c_str(), file.error().c_str());
-    return all("cannot read queue file: " + file.error());
-  }
+  auto file = open_request_file(config, request);
+  if (!file) return defer_all(request, file.error());
   Delivery delivery(state, request);
   delivery.run(outgoing(request, *file));
   std::vector<int64_t> delivered;
   for (const auto& o : delivery.outcomes())
     if (o.status == kDeliveryOk) delivered.push_back(o.recipient->offset);
-  for (size_t i = 0; i < delivered.size(); ++i) {
-    auto marked = mark_recipient_done(file->fd(), uint64_t(delivered[i]), i + 1 == delivered.size());
-    if (!marked) log_error("%s: cannot mark recipient done: %s", id.c_str(), marked.error().c_str());
-  }
+  mark_delivered(*file, delivered, true);  // a remote copy cannot be recognised again
   delivery.log_results();
   return delivery.reply();
 }
@@ -295,19 +280,9 @@ DeliveryReply handle(const DeliveryRequest& request, ProcessState& state, const 
 void serve(UniqueFd client, const DaemonContext& context) {
   static std::optional<ProcessState> state;
   if (!state) state.emplace(context.config);
-  auto hello = write_message(client.get(), make_hello(context.args.service), kFrameTimeout);
-  if (!hello) {
-    log_warn("hello: %s", hello.error().c_str());
-    return;
-  }
-  auto request = read_message<DeliveryRequest>(client.get(), kFrameTimeout);
-  if (!request) {
-    log_warn("bad request: %s", request.error().c_str());
-    return;
-  }
-  DeliveryReply reply = handle(*request, *state, context.config);
-  auto sent = write_message(client.get(), reply, kFrameTimeout);
-  if (!sent) log_warn("%s: reply not delivered: %s", request->queue_id.c_str(), sent.error().c_str());
+  serve_one_request<DeliveryRequest>(client, context, kFrameTimeout, [&](const DeliveryRequest& request) {
+    return handle(request, *state, context.config);
+  });
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "mail/daemon.h"
+#include "mail/delivery_agent.h"
 #include "mail/delivery_protocol.h"
 #include "mail/queue_file.h"
 #include "mail/queue_id.h"
@@ -116,22 +117,10 @@ DeliveryResult deliver(VirtualMailboxes& boxes, const DeliveryRequest& request, 
 }
 
 DeliveryReply handle(const DeliveryRequest& request, const Config& config) {
+  auto file = open_request_file(config, request);
+  if (!file) return defer_all(request, file.error());
+  const std::string& id = request.queue_id;
   DeliveryReply reply;
-  auto all = [&](const std::string& text) {
-    for (const auto& r : request.recipients) reply.results.push_back(result_of(r, kDeliveryDefer, "4.3.0", text));
-    return reply;
-  };
-  std::string_view path = request.queue_path;
-  std::string id = path.starts_with("active/") ? std::string(path.substr(7)) : "";
-  if (!is_valid_queue_id(id) || id != request.queue_id) {
-    log_warn("bad queue path \"%s\"", request.queue_path.c_str());
-    return all("bad queue file name in delivery request");
-  }
-  auto file = QueueFile::open(queue_file_path(config.str("queue_directory"), QueueName::kActive, id), O_RDWR);
-  if (!file) {
-    log_warn("%s: %s", id.c_str(), file.error().c_str());
-    return all("cannot read queue file: " + file.error());
-  }
   VirtualMailboxes* boxes = nullptr;
   std::string message;
   try {
@@ -139,7 +128,7 @@ DeliveryReply handle(const DeliveryRequest& request, const Config& config) {
     message = file->content();
   } catch (const std::exception& e) {  // a table that cannot be opened, a read error
     log_warn("%s: %s", id.c_str(), e.what());
-    return all(std::string("virtual configuration error: ") + e.what());
+    return defer_all(request, std::string("virtual configuration error: ") + e.what());
   }
   std::vector<int64_t> done;
   bool needs_sync = false;
@@ -156,26 +145,14 @@ DeliveryReply handle(const DeliveryRequest& request, const Config& config) {
     if (r.status == kDeliveryOk) done.push_back(rcpt.offset);
     reply.results.push_back(std::move(r));
   }
-  for (size_t i = 0; i < done.size(); ++i) {
-    auto marked = mark_recipient_done(file->fd(), uint64_t(done[i]), needs_sync && i + 1 == done.size());
-    if (!marked) log_error("%s: cannot mark recipient done: %s", id.c_str(), marked.error().c_str());
-  }
+  mark_delivered(*file, done, needs_sync);
   return reply;
 }
 
 void serve(UniqueFd client, const DaemonContext& context) {
-  if (auto hello = write_message(client.get(), make_hello(context.args.service), kFrameTimeout); !hello) {
-    log_warn("hello: %s", hello.error().c_str());
-    return;
-  }
-  auto request = read_message<DeliveryRequest>(client.get(), kFrameTimeout);
-  if (!request) {
-    log_warn("bad request: %s", request.error().c_str());
-    return;
-  }
-  DeliveryReply reply = handle(*request, context.config);
-  if (auto sent = write_message(client.get(), reply, kFrameTimeout); !sent)
-    log_warn("%s: reply not delivered: %s", request->queue_id.c_str(), sent.error().c_str());
+  serve_one_request<DeliveryRequest>(client, context, kFrameTimeout, [&](const DeliveryRequest& request) {
+    return handle(request, context.config);
+  });
 }
 
 }  // namespace

@@ -134,6 +134,11 @@ void Config::set(std::string name, std::string value, std::string file, int line
   values_[key] = Entry{std::move(name), std::move(value), std::move(file), line};
 }
 
+ConfigError Config::error_in(std::string_view name, const std::string& what) const {
+  const Entry* e = entry(name);
+  return ConfigError(e ? e->file : main_cf_path(), e ? e->line : 0, std::string(name) + ": " + what);
+}
+
 const Config::Entry* Config::entry(std::string_view name) const {
   auto it = values_.find(name);
   return it == values_.end() ? nullptr : &it->second;

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/error.h"
+
 namespace postern {
 
 class Config {
@@ -52,6 +54,9 @@ class Config {
   std::optional<std::string> raw(std::string_view name) const;
   bool is_set(std::string_view name) const { return values_.count(std::string(name)) > 0; }
   const Entry* entry(std::string_view name) const;
+  // An error in a parameter's value, placed where it was set: "file:line: name:
+  // what", or "main.cf: name: what" for a default.
+  ConfigError error_in(std::string_view name, const std::string& what) const;
   // Every parameter set in main.cf or by override, by name.
   const std::map<std::string, Entry, std::less<>>& entries() const { return values_; }
 

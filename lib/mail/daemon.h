@@ -31,6 +31,7 @@
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/log.h"
+#include "util/socket.h"
 
 namespace postern {
 
@@ -133,5 +134,24 @@ struct DaemonContext {
 // after max_use clients or max_idle seconds without one.  Returns the exit status.
 using ClientHandler = std::function<void(UniqueFd client, const DaemonContext& context)>;
 int run_single_server(int argc, char** argv, const ClientHandler& serve);
+
+// The body of a one-request service (bounce, local, smtp, virtual): our Hello,
+// one Request, handle(request) -> its Reply.  A client that breaks off, or a
+// request that does not decode, is logged and left; nothing is answered.
+template <typename Request, typename Handle>
+void serve_one_request(const UniqueFd& client, const DaemonContext& context, Timeout timeout, Handle&& handle) {
+  if (auto hello = write_message(client.get(), make_hello(context.args.service), timeout); !hello) {
+    log_warn("hello: %s", hello.error().c_str());
+    return;
+  }
+  auto request = read_message<Request>(client.get(), timeout);
+  if (!request) {
+    log_warn("bad request: %s", request.error().c_str());
+    return;
+  }
+  auto reply = handle(*request);
+  if (auto sent = write_message(client.get(), reply, timeout); !sent)
+    log_warn("%s: reply not delivered: %s", request->queue_id.c_str(), sent.error().c_str());
+}
 
 }  // namespace postern

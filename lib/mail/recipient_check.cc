@@ -136,16 +136,7 @@ struct RecipientCheck::Impl {
         virtual_alias_code(static_cast<int>(config.integer("unknown_virtual_alias_reject_code"))),
         virtual_mailbox_code(static_cast<int>(config.integer("unknown_virtual_mailbox_reject_code"))),
         relay_code(static_cast<int>(config.integer("unknown_relay_recipient_reject_code"))) {
-    for (const std::string& item : config.list("inet_interfaces")) {
-      if (item == "all") {
-        for (const IpNetwork& network : local_networks(NetworkStyle::kHost)) interfaces.push_back(network.address);
-      } else if (item == "loopback-only") {
-        interfaces.push_back(*parse_ip("127.0.0.1"));
-        interfaces.push_back(*parse_ip("::1"));
-      } else if (auto ip = parse_ip(item)) {
-        interfaces.push_back(*ip);
-      }
-    }
+    interfaces = interface_addresses(config.list("inet_interfaces"));
   }
 
   // Looks an address up in maps: found, not found or a temporary failure.

@@ -67,21 +67,6 @@ HostAddresses addresses_of(Resolver& resolver, const std::string& host, const Ta
 
 }  // namespace
 
-std::vector<IpAddress> interface_addresses(const std::vector<std::string>& inet_interfaces) {
-  std::vector<IpAddress> out;
-  for (const std::string& item : inet_interfaces) {
-    if (item == "all") {
-      for (const IpNetwork& network : local_networks(NetworkStyle::kHost)) out.push_back(network.address);
-    } else if (item == "loopback-only") {
-      out.push_back(*parse_ip("127.0.0.1"));
-      out.push_back(*parse_ip("::1"));
-    } else if (auto ip = parse_ip(item)) {
-      out.push_back(*ip);
-    }
-  }
-  return out;
-}
-
 TargetList find_targets(Resolver& resolver, const NextHop& hop, const TargetOptions& options) {
   std::vector<MxHost> hosts;
   if (!hop.mx_lookup || parse_ip(hop.host)) {

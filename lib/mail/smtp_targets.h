@@ -43,7 +43,4 @@ struct TargetList {
 
 TargetList find_targets(Resolver& resolver, const NextHop& hop, const TargetOptions& options);
 
-// The addresses inet_interfaces names ("all": every interface's, "loopback-only").
-std::vector<IpAddress> interface_addresses(const std::vector<std::string>& inet_interfaces);
-
 }  // namespace postern

@@ -64,4 +64,13 @@ LookupResult TableList::lookup(std::string_view key) {
   return LookupResult::not_found();
 }
 
+TableList tables_of(const Config& config, std::string_view param) {
+  try {
+    return TableList(config.str(param));
+  } catch (const ConfigError& e) {
+    if (!config.entry(param)) throw;
+    throw config.error_in(param, e.what());
+  }
+}
+
 }  // namespace postern

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mail/config.h"
+
 namespace postern {
 
 enum class LookupStatus { kFound, kNotFound, kTempFail };
@@ -78,5 +80,9 @@ class TableList {
  private:
   std::vector<std::unique_ptr<Table>> tables_;
 };
+
+// The tables a main.cf parameter names; a bad table name is a ConfigError at the
+// parameter's line.
+TableList tables_of(const Config& config, std::string_view param);
 
 }  // namespace postern

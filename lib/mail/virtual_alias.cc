@@ -126,13 +126,7 @@ AliasExpansion expand_virtual_aliases(TableList& maps, std::string_view address,
 }
 
 VirtualAliases::VirtualAliases(const Config& config) {
-  try {
-    maps_ = TableList(config.str("virtual_alias_maps"));
-  } catch (const ConfigError& e) {
-    const Config::Entry* entry = config.entry("virtual_alias_maps");
-    if (!entry) throw;
-    throw ConfigError(entry->file, entry->line, std::string("virtual_alias_maps: ") + e.what());
-  }
+  maps_ = tables_of(config, "virtual_alias_maps");
   options_.delimiters = config.str("recipient_delimiter");
   options_.myorigin = config.str("myorigin");
   options_.max_depth = size_t(config.integer("virtual_alias_recursion_limit"));

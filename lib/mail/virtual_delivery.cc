@@ -11,17 +11,6 @@
 namespace postern {
 namespace {
 
-// The tables a parameter names; a bad one is a ConfigError at the parameter's main.cf line.
-TableList param_tables(const Config& config, std::string_view param) {
-  try {
-    return TableList(config.str(param));
-  } catch (const ConfigError& e) {
-    const Config::Entry* entry = config.entry(param);
-    if (!entry) throw;
-    throw ConfigError(entry->file, entry->line, std::string(param) + ": " + e.what());
-  }
-}
-
 VirtualLookup refused(std::string_view status, std::string dsn, std::string text) {
   VirtualLookup r;
   r.status = std::string(status);
@@ -53,10 +42,10 @@ struct VirtualMailboxes::Impl {
   bool overquota_bounce, extension_folders;
 
   explicit Impl(const Config& config)
-      : mailboxes(param_tables(config, "virtual_mailbox_maps")),
-        uids(param_tables(config, "virtual_uid_maps")),
-        gids(param_tables(config, "virtual_gid_maps")),
-        limits(param_tables(config, "virtual_mailbox_limit_maps")),
+      : mailboxes(tables_of(config, "virtual_mailbox_maps")),
+        uids(tables_of(config, "virtual_uid_maps")),
+        gids(tables_of(config, "virtual_gid_maps")),
+        limits(tables_of(config, "virtual_mailbox_limit_maps")),
         base(config.str("virtual_mailbox_base")),
         delimiters(config.str("recipient_delimiter")),
         minimum_uid(config.integer("virtual_minimum_uid")),
@@ -65,9 +54,7 @@ struct VirtualMailboxes::Impl {
         extension_folders(config.boolean("virtual_extension_folders")) {
     auto quota = parse_maildir_quota(config.str("virtual_mailbox_quota"));
     if (!quota) {
-      const Config::Entry* entry = config.entry("virtual_mailbox_quota");
-      throw ConfigError(entry ? entry->file : "main.cf", entry ? entry->line : 0,
-                        "virtual_mailbox_quota: " + quota.error());
+      throw config.error_in("virtual_mailbox_quota", quota.error());
     }
     default_quota = *quota;
     while (base.size() > 1 && base.back() == '/') base.pop_back();

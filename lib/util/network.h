@@ -41,4 +41,8 @@ enum class NetworkStyle { kHost, kSubnet, kClass };
 // interface subnet (subnet), or its class A/B/C network (class; IPv6 as subnet).
 std::vector<IpNetwork> local_networks(NetworkStyle style);
 
+// The addresses inet_interfaces names ("all": every interface's, "loopback-only";
+// names that are no address are skipped).
+std::vector<IpAddress> interface_addresses(const std::vector<std::string>& inet_interfaces);
+
 }  // namespace postern

@@ -14,6 +14,7 @@
 #include "mail/main_cf_edit.h"
 #include "mail/master_cf.h"
 #include "mail/params.h"
+#include "mail/table.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/strings.h"
@@ -272,4 +273,19 @@ TEST_CASE("an edit that breaks main.cf is refused and changes nothing", "[config
   dir.write("main.cf", "max_use = broken\n");
   edit_main_cf(dir.path, {{"relayhost", "x"}});
   CHECK(read_file(dir.path + "/main.cf") == "max_use = broken\nrelayhost = x\n");
+}
+
+TEST_CASE("an error in a parameter's value names where it was set", "[config]") {
+  Config config = parse("myhostname = x.example\nvirtual_alias_maps = nosuchtype:/x\n");
+  CHECK(std::string(config.error_in("virtual_alias_maps", "bad").what()) ==
+        "/etc/test/main.cf:2: virtual_alias_maps: bad");
+  CHECK(std::string(config.error_in("relayhost", "bad").what()) == "/etc/test/main.cf: relayhost: bad");
+  // tables_of: a table type that does not exist is an error at the parameter's line.
+  try {
+    tables_of(config, "virtual_alias_maps");
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK(std::string(e.what()).starts_with("/etc/test/main.cf:2: virtual_alias_maps: "));
+  }
+  CHECK(tables_of(config, "relay_recipient_maps").empty());
 }
